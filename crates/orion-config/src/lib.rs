@@ -1,0 +1,119 @@
+//! Configuration shared by Orion's binaries: the environment (`dev` or `prod`), the design's local
+//! defaults, argument groups for the database and the broker, and the shutdown signal.
+//!
+//! Every setting is a flag and an `ORION_*` environment variable (12-factor); defaults are the
+//! "Local defaults" of the architecture, so a bare `orion-api` talks to the local services.
+
+mod shutdown;
+
+pub use shutdown::shutdown_signal;
+
+/// Local defaults; clients and checks outside the project rely on these.
+pub mod defaults {
+    pub const GATEWAY_HTTP: &str = "127.0.0.1:8080";
+    pub const GATEWAY_HTTPS: &str = "127.0.0.1:8443";
+    pub const API_LISTEN: &str = "127.0.0.1:8081";
+    pub const API_SECOND_LISTEN: &str = "127.0.0.1:8082";
+    pub const WORKER_LISTEN: &str = "127.0.0.1:8090";
+    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/orion";
+    pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    pub const SMTP_URL: &str = "smtp://127.0.0.1:1025";
+    pub const MAIL_UI: &str = "http://127.0.0.1:1080";
+    /// Accepted in dev mode only; prod refuses to start with it.
+    pub const DEV_JWT_SECRET: &str = "orion-dev-secret-do-not-use-in-production";
+}
+
+/// The one error of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where Orion runs. Dev mode seeds demo data and accepts development secrets; prod does neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Dev,
+    Prod,
+}
+
+impl Environment {
+    pub fn is_dev(self) -> bool {
+        self == Self::Dev
+    }
+}
+
+/// How logs are written: one JSON object per line for machines, or readable text for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Settings every Orion process has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// `dev` seeds demo data and allows development secrets; `prod` refuses both.
+    #[arg(long, env = "ORION_ENV", value_enum, default_value = "dev")]
+    pub env: Environment,
+
+    /// Log format. Log levels come from `RUST_LOG` (default `info`).
+    #[arg(long, env = "ORION_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(long = "database-url", env = "ORION_DATABASE_URL", default_value = defaults::DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Most connections this process opens.
+    #[arg(long = "database-max-connections", env = "ORION_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub database_max_connections: u32,
+}
+
+/// RabbitMQ connection settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AmqpArgs {
+    /// RabbitMQ URL.
+    #[arg(long = "amqp-url", env = "ORION_AMQP_URL", default_value = defaults::AMQP_URL, hide_env_values = true)]
+    pub amqp_url: String,
+}
+
+/// Refuses a JWT signing secret that is the development default or too short outside dev mode.
+pub fn check_jwt_secret(env: Environment, secret: &str) -> Result<()> {
+    const MIN_LEN: usize = 32;
+    if env.is_dev() {
+        return Ok(());
+    }
+    if secret == defaults::DEV_JWT_SECRET {
+        return Err(Error::Invalid(
+            "ORION_JWT_SECRET is the development default; set a random secret of at least 32 bytes in prod".into(),
+        ));
+    }
+    if secret.len() < MIN_LEN {
+        return Err(Error::Invalid(format!(
+            "ORION_JWT_SECRET is {} bytes; prod needs at least {MIN_LEN}",
+            secret.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prod_refuses_default_and_short_secrets() {
+        assert!(check_jwt_secret(Environment::Dev, defaults::DEV_JWT_SECRET).is_ok());
+        assert!(check_jwt_secret(Environment::Prod, defaults::DEV_JWT_SECRET).is_err());
+        assert!(check_jwt_secret(Environment::Prod, "short").is_err());
+        assert!(check_jwt_secret(Environment::Prod, &"x".repeat(32)).is_ok());
+    }
+}

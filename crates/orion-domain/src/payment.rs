@@ -1,0 +1,119 @@
+//! Payment authorization: the `PaymentProvider` port and the built-in deterministic simulator.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Money, OrderId};
+
+/// What a provider is asked to authorize.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub order_id: OrderId,
+    pub amount: Money,
+    /// An opaque token from the client's payment form, if it sent one.
+    pub token: Option<String>,
+}
+
+/// A provider's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum PaymentDecision {
+    Authorized { authorization_id: String },
+    Declined { reason: String },
+}
+
+/// The provider could not be reached or did not answer; the caller may retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment provider unavailable: {0}")]
+pub struct ProviderUnavailable(pub String);
+
+/// A payment service. Orion ships the simulator; a real provider implements this trait in its own
+/// crate. Futures rather than a runtime keep this crate free of I/O.
+pub trait PaymentProvider: Send + Sync {
+    /// A short name recorded with every payment.
+    fn name(&self) -> &'static str;
+
+    fn authorize(
+        &self,
+        request: &PaymentRequest,
+    ) -> impl Future<Output = Result<PaymentDecision, ProviderUnavailable>> + Send;
+
+    fn void(&self, authorization_id: &str) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send;
+}
+
+/// The deterministic simulator: declines an order whose total is exactly 666.00 (in any currency,
+/// as the original Orion did) or whose token starts with `tok_decline`; authorizes everything else.
+/// Latency, where wanted, is added by the process that owns a clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimulatedPayments;
+
+impl SimulatedPayments {
+    /// The total that is always declined, in minor units.
+    pub const DECLINED_TOTAL: i64 = 666_00;
+    /// Tokens starting with this are always declined.
+    pub const DECLINED_TOKEN_PREFIX: &'static str = "tok_decline";
+
+    pub fn decide(&self, request: &PaymentRequest) -> PaymentDecision {
+        if request.amount.amount() == Self::DECLINED_TOTAL {
+            PaymentDecision::Declined { reason: "card declined: amount refused by issuer".to_owned() }
+        } else if request.token.as_deref().is_some_and(|t| t.starts_with(Self::DECLINED_TOKEN_PREFIX)) {
+            PaymentDecision::Declined { reason: "card declined: token refused".to_owned() }
+        } else {
+            PaymentDecision::Authorized { authorization_id: format!("sim_auth_{}", request.order_id) }
+        }
+    }
+}
+
+impl PaymentProvider for SimulatedPayments {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    fn authorize(
+        &self,
+        request: &PaymentRequest,
+    ) -> impl Future<Output = Result<PaymentDecision, ProviderUnavailable>> + Send {
+        std::future::ready(Ok(self.decide(request)))
+    }
+
+    fn void(&self, _authorization_id: &str) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Currency;
+
+    fn request(amount: i64, token: Option<&str>) -> PaymentRequest {
+        PaymentRequest {
+            order_id: OrderId::new(),
+            amount: Money::new(amount, Currency::USD).unwrap(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn declines_exactly_666() {
+        let sim = SimulatedPayments;
+        assert!(matches!(sim.decide(&request(66600, None)), PaymentDecision::Declined { .. }));
+        assert!(matches!(sim.decide(&request(66601, None)), PaymentDecision::Authorized { .. }));
+        assert!(matches!(sim.decide(&request(666, None)), PaymentDecision::Authorized { .. }));
+    }
+
+    #[test]
+    fn declines_decline_tokens() {
+        let sim = SimulatedPayments;
+        assert!(matches!(sim.decide(&request(100, Some("tok_decline_insufficient"))), PaymentDecision::Declined { .. }));
+        assert!(matches!(sim.decide(&request(100, Some("tok_visa"))), PaymentDecision::Authorized { .. }));
+        assert!(matches!(sim.decide(&request(100, Some("TOK_DECLINE"))), PaymentDecision::Authorized { .. }));
+    }
+
+    #[test]
+    fn decisions_are_deterministic() {
+        let req = request(1234, Some("tok_visa"));
+        assert_eq!(SimulatedPayments.decide(&req), SimulatedPayments.decide(&req));
+    }
+}

@@ -1,0 +1,378 @@
+//! `OrderSaga`: the order process as a pure state machine.
+//!
+//! `handle(event, now)` returns the next saga and the commands the caller must carry out; the
+//! caller (the worker) loads, calls, persists and executes in one transaction. Steps, their
+//! deadlines and their compensations are data ([`STEPS`]), so any order's progress can be shown.
+//!
+//! Replies that arrive after the saga has ended (a reservation or an authorization that raced a
+//! cancellation or a timeout) are compensated at once, so no stock or payment is ever left held.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::{Error, FailureReason, OrderId, Result};
+
+/// Where the saga of one order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaStep {
+    /// Waiting for every line to be reserved.
+    ReservingStock,
+    /// Stock is held; waiting for the payment provider.
+    AuthorizingPayment,
+    /// Confirmed; waiting for an admin to ship.
+    AwaitingShipment,
+    /// Shipped; waiting for delivery.
+    Shipped,
+    /// Delivered. Terminal.
+    Completed,
+    /// Failed; compensated. Terminal.
+    Failed,
+    /// Cancelled; compensated. Terminal.
+    Cancelled,
+}
+
+impl SagaStep {
+    pub const ALL: [SagaStep; 7] = [
+        Self::ReservingStock,
+        Self::AuthorizingPayment,
+        Self::AwaitingShipment,
+        Self::Shipped,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReservingStock => "reserving_stock",
+            Self::AuthorizingPayment => "authorizing_payment",
+            Self::AwaitingShipment => "awaiting_shipment",
+            Self::Shipped => "shipped",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The definition of an active step, if this step is one.
+    pub fn definition(self) -> Option<&'static StepDefinition> {
+        STEPS.iter().find(|d| d.step == self)
+    }
+}
+
+impl fmt::Display for SagaStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the saga asks its shell to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "command", content = "reason")]
+pub enum SagaCommand {
+    /// Reserve every line of the order, all or nothing; answer `StockReserved` or `StockUnavailable`.
+    ReserveStock,
+    /// Ask the payment provider; answer `PaymentAuthorized` or `PaymentDeclined`.
+    AuthorizePayment,
+    /// Move the order to `reserved`.
+    MarkOrderReserved,
+    /// Move the order to `confirmed`.
+    ConfirmOrder,
+    /// Move the order to `failed` with this reason.
+    FailOrder(FailureReason),
+    /// Give the order's held stock back (compensates `ReserveStock`).
+    ReleaseStock,
+    /// Void the authorization (compensates `AuthorizePayment`).
+    VoidPayment,
+    /// Held stock leaves the warehouse.
+    ShipStock,
+}
+
+/// An active step: what it does, what undoes it, and how long it may take.
+#[derive(Debug)]
+pub struct StepDefinition {
+    pub step: SagaStep,
+    pub action: SagaCommand,
+    pub compensation: SagaCommand,
+    deadline: fn(&SagaDeadlines) -> Duration,
+}
+
+impl StepDefinition {
+    pub fn deadline(&self, deadlines: &SagaDeadlines) -> Duration {
+        (self.deadline)(deadlines)
+    }
+}
+
+/// The saga's steps in order.
+pub static STEPS: [StepDefinition; 2] = [
+    StepDefinition {
+        step: SagaStep::ReservingStock,
+        action: SagaCommand::ReserveStock,
+        compensation: SagaCommand::ReleaseStock,
+        deadline: |d| d.reserve_stock,
+    },
+    StepDefinition {
+        step: SagaStep::AuthorizingPayment,
+        action: SagaCommand::AuthorizePayment,
+        compensation: SagaCommand::VoidPayment,
+        deadline: |d| d.authorize_payment,
+    },
+];
+
+/// How long each step may take before the order fails with `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaDeadlines {
+    pub reserve_stock: Duration,
+    pub authorize_payment: Duration,
+}
+
+impl Default for SagaDeadlines {
+    fn default() -> Self {
+        Self { reserve_stock: Duration::seconds(30), authorize_payment: Duration::seconds(60) }
+    }
+}
+
+/// What the saga hears: replies to its commands and decisions made elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaEvent {
+    StockReserved,
+    StockUnavailable,
+    PaymentAuthorized,
+    PaymentDeclined,
+    /// The order was cancelled by its customer or an admin.
+    CancelRequested,
+    /// An admin shipped the order.
+    Shipped,
+    /// An admin marked the order delivered.
+    Delivered,
+    /// The sweeper asks whether the current step is overdue.
+    DeadlineChecked,
+}
+
+impl SagaEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StockReserved => "stock_reserved",
+            Self::StockUnavailable => "stock_unavailable",
+            Self::PaymentAuthorized => "payment_authorized",
+            Self::PaymentDeclined => "payment_declined",
+            Self::CancelRequested => "cancel_requested",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+            Self::DeadlineChecked => "deadline_checked",
+        }
+    }
+}
+
+/// The order's stock, as far as the saga knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockState {
+    NotRequested,
+    Requested,
+    Held,
+    Released,
+    Shipped,
+    Unavailable,
+}
+
+/// The order's payment, as far as the saga knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    NotRequested,
+    Requested,
+    Authorized,
+    Declined,
+    Voided,
+}
+
+/// One handled event, kept so the order's timeline can show every step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaTransition {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub event: SagaEvent,
+    pub from: SagaStep,
+    pub to: SagaStep,
+    pub commands: Vec<SagaCommand>,
+}
+
+/// The saga of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSaga {
+    order_id: OrderId,
+    step: SagaStep,
+    failure_reason: Option<FailureReason>,
+    stock: StockState,
+    payment: PaymentState,
+    #[serde(with = "time::serde::rfc3339::option")]
+    deadline: Option<OffsetDateTime>,
+    deadlines: SagaDeadlines,
+    history: Vec<SagaTransition>,
+}
+
+impl OrderSaga {
+    /// Starts the saga of a freshly placed order: reserve its stock.
+    pub fn start(order_id: OrderId, deadlines: SagaDeadlines, now: OffsetDateTime) -> (OrderSaga, Vec<SagaCommand>) {
+        let saga = OrderSaga {
+            order_id,
+            step: SagaStep::ReservingStock,
+            failure_reason: None,
+            stock: StockState::Requested,
+            payment: PaymentState::NotRequested,
+            deadline: Some(now + deadlines.reserve_stock),
+            deadlines,
+            history: Vec::new(),
+        };
+        (saga, vec![SagaCommand::ReserveStock])
+    }
+
+    pub fn order_id(&self) -> OrderId {
+        self.order_id
+    }
+    pub fn step(&self) -> SagaStep {
+        self.step
+    }
+    pub fn failure_reason(&self) -> Option<FailureReason> {
+        self.failure_reason
+    }
+    pub fn stock(&self) -> StockState {
+        self.stock
+    }
+    pub fn payment(&self) -> PaymentState {
+        self.payment
+    }
+    /// When the current step becomes overdue; `None` when no step is running.
+    pub fn deadline(&self) -> Option<OffsetDateTime> {
+        self.deadline
+    }
+    pub fn history(&self) -> &[SagaTransition] {
+        &self.history
+    }
+    pub fn is_finished(&self) -> bool {
+        self.step.is_terminal() && self.stock != StockState::Requested && self.payment != PaymentState::Requested
+    }
+
+    /// Handles one event. A refused event leaves the saga as it was (it is consumed by value
+    /// only on success).
+    pub fn handle(&self, event: SagaEvent, now: OffsetDateTime) -> Result<(OrderSaga, Vec<SagaCommand>)> {
+        let mut next = self.clone();
+        let commands = next.apply(event, now)?;
+        next.history.push(SagaTransition { at: now, event, from: self.step, to: next.step, commands: commands.clone() });
+        Ok((next, commands))
+    }
+
+    fn apply(&mut self, event: SagaEvent, now: OffsetDateTime) -> Result<Vec<SagaCommand>> {
+        use SagaEvent as E;
+        use SagaStep as S;
+        let commands = match (self.step, event) {
+            (S::ReservingStock, E::StockReserved) if self.stock == StockState::Requested => {
+                self.stock = StockState::Held;
+                self.payment = PaymentState::Requested;
+                self.enter(S::AuthorizingPayment, now);
+                vec![SagaCommand::MarkOrderReserved, SagaCommand::AuthorizePayment]
+            }
+            (S::ReservingStock, E::StockUnavailable) if self.stock == StockState::Requested => {
+                self.stock = StockState::Unavailable;
+                self.fail(FailureReason::OutOfStock)
+            }
+            (S::AuthorizingPayment, E::PaymentAuthorized) if self.payment == PaymentState::Requested => {
+                self.payment = PaymentState::Authorized;
+                self.enter(S::AwaitingShipment, now);
+                vec![SagaCommand::ConfirmOrder]
+            }
+            (S::AuthorizingPayment, E::PaymentDeclined) if self.payment == PaymentState::Requested => {
+                self.payment = PaymentState::Declined;
+                self.fail(FailureReason::PaymentDeclined)
+            }
+            (S::ReservingStock | S::AuthorizingPayment | S::AwaitingShipment, E::CancelRequested) => {
+                self.enter(S::Cancelled, now);
+                self.compensate()
+            }
+            (S::ReservingStock | S::AuthorizingPayment, E::DeadlineChecked) => match self.deadline {
+                Some(deadline) if now >= deadline => self.fail(FailureReason::Timeout),
+                _ => return Err(Error::DeadlineNotReached { step: self.step }),
+            },
+            (S::AwaitingShipment, E::Shipped) if self.stock == StockState::Held => {
+                self.stock = StockState::Shipped;
+                self.enter(S::Shipped, now);
+                vec![SagaCommand::ShipStock]
+            }
+            (S::Shipped, E::Delivered) => {
+                self.enter(S::Completed, now);
+                Vec::new()
+            }
+            // Late replies to a saga that has already ended: undo what they did.
+            (S::Failed | S::Cancelled, E::StockReserved) if self.stock == StockState::Requested => {
+                self.stock = StockState::Released;
+                vec![SagaCommand::ReleaseStock]
+            }
+            (S::Failed | S::Cancelled, E::StockUnavailable) if self.stock == StockState::Requested => {
+                self.stock = StockState::Unavailable;
+                Vec::new()
+            }
+            (S::Failed | S::Cancelled, E::PaymentAuthorized) if self.payment == PaymentState::Requested => {
+                self.payment = PaymentState::Voided;
+                vec![SagaCommand::VoidPayment]
+            }
+            (S::Failed | S::Cancelled, E::PaymentDeclined) if self.payment == PaymentState::Requested => {
+                self.payment = PaymentState::Declined;
+                Vec::new()
+            }
+            (step, event) => {
+                return Err(Error::UnexpectedSagaEvent {
+                    order_id: self.order_id.to_string(),
+                    step,
+                    event: event.as_str(),
+                });
+            }
+        };
+        Ok(commands)
+    }
+
+    /// Moves to `step`, starting its deadline if it has one.
+    fn enter(&mut self, step: SagaStep, now: OffsetDateTime) {
+        self.step = step;
+        self.deadline = step.definition().map(|d| now + d.deadline(&self.deadlines));
+    }
+
+    fn fail(&mut self, reason: FailureReason) -> Vec<SagaCommand> {
+        self.step = SagaStep::Failed;
+        self.deadline = None;
+        self.failure_reason = Some(reason);
+        let mut commands = self.compensate();
+        commands.push(SagaCommand::FailOrder(reason));
+        commands
+    }
+
+    /// Undoes every completed step, latest first.
+    fn compensate(&mut self) -> Vec<SagaCommand> {
+        self.deadline = None;
+        let mut commands = Vec::new();
+        if self.payment == PaymentState::Authorized {
+            self.payment = PaymentState::Voided;
+            commands.push(SagaCommand::VoidPayment);
+        }
+        if self.stock == StockState::Held {
+            self.stock = StockState::Released;
+            commands.push(SagaCommand::ReleaseStock);
+        }
+        commands
+    }
+}
+
+#[cfg(test)]
+mod tests;

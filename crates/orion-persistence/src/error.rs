@@ -1,0 +1,70 @@
+//! The one error type of the persistence crate: database failures and broken constraints,
+//! translated by constraint name into the domain's terms.
+
+use orion_domain::{OrderId, Shortage};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("an account with this email already exists")]
+    DuplicateEmail,
+    #[error("an item with SKU {0} already exists")]
+    DuplicateSku(String),
+    #[error("stock for order {0} is already reserved")]
+    AlreadyReserved(OrderId),
+    #[error("{aggregate} {id} was changed concurrently; reload and retry")]
+    VersionConflict { aggregate: &'static str, id: String },
+    #[error("order {0} not found")]
+    OrderNotFound(OrderId),
+    #[error("no inventory item with SKU {0}")]
+    ItemNotFound(String),
+    #[error("not enough stock for {} line(s)", .0.len())]
+    InsufficientStock(Vec<Shortage>),
+    #[error("constraint {constraint} violated")]
+    Constraint { constraint: String, source: sqlx::Error },
+    #[error("stored {table} row is invalid: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error(transparent)]
+    Domain(#[from] orion_domain::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl Error {
+    pub(crate) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self::Corrupt { table, reason: reason.to_string() }
+    }
+
+    /// The violated constraint, for errors that are one.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            Self::Constraint { constraint, .. } => Some(constraint),
+            _ => None,
+        }
+    }
+
+    /// A serialization failure or deadlock: the transaction may simply be run again.
+    pub fn is_retryable(&self) -> bool {
+        let code = match self {
+            Self::Database(e) | Self::Constraint { source: e, .. } => {
+                e.as_database_error().and_then(|d| d.code().map(|c| c.into_owned()))
+            }
+            _ => None,
+        };
+        matches!(code.as_deref(), Some("40001" | "40P01"))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        let constraint = error.as_database_error().and_then(|d| d.constraint()).map(str::to_owned);
+        match constraint.as_deref() {
+            Some("users_email_uq") => Self::DuplicateEmail,
+            Some(name) => Self::Constraint { constraint: name.to_owned(), source: error },
+            None => Self::Database(error),
+        }
+    }
+}

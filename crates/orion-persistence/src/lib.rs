@@ -1,0 +1,72 @@
+//! Orion's PostgreSQL persistence.
+//!
+//! Functions are named for the act (`reserve_stock`, `record_event`) and take `&mut PgConnection`,
+//! so a caller composes several of them in one transaction: an order, its lines, its read model
+//! and its events commit together or not at all.
+
+mod error;
+pub mod events;
+pub mod inventory;
+pub mod orders;
+pub mod read_models;
+pub mod seed;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+pub use error::{Error, Result};
+pub use sqlx::{PgConnection, PgPool as Pool};
+
+/// Every migration in `migrations/`, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// A value read back with the version it had, for optimistic concurrency on save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: i64,
+}
+
+/// Opens a pool to `url`, creating the database first if it does not exist.
+#[tracing::instrument(skip_all, fields(db.max_connections = max_connections))]
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    create_database_if_missing(url).await?;
+    let options: PgConnectOptions = url.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.application_name("orion"))
+        .await?;
+    Ok(pool)
+}
+
+/// Applies pending migrations. Safe to run from several processes at once: the migrator takes an
+/// advisory lock.
+#[tracing::instrument(skip_all)]
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+async fn create_database_if_missing(url: &str) -> Result<()> {
+    if Postgres::database_exists(url).await? {
+        return Ok(());
+    }
+    tracing::info!("database does not exist, creating it");
+    match Postgres::create_database(url).await {
+        Ok(()) => Ok(()),
+        // Another replica starting at the same moment created it first.
+        Err(_) if Postgres::database_exists(url).await? => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Checks that the database answers.
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query("select 1").execute(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Persistence against a real PostgreSQL: one fresh, migrated database per test.
+
+mod events;
+mod inventory;
+mod orders;
+mod support;
+mod users;
