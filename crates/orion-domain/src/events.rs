@@ -329,9 +329,16 @@ impl DomainEvent {
     }
 
     /// Rebuilds an event from its stored type name and payload.
-    pub fn from_parts(event_type: &str, data: serde_json::Value) -> Result<DomainEvent, UndecodableEvent> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
-            .map_err(|source| UndecodableEvent { event_type: event_type.to_owned(), source })
+    pub fn from_parts(
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<DomainEvent, UndecodableEvent> {
+        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data })).map_err(
+            |source| UndecodableEvent {
+                event_type: event_type.to_owned(),
+                source,
+            },
+        )
     }
 }
 
@@ -354,27 +361,69 @@ mod tests {
             failure_reason: (status == "failed").then_some(FailureReason::Timeout),
             at: now,
         };
-        let lines = vec![StockLine { sku: sku.clone(), quantity: crate::Quantity::parse(2).unwrap() }];
-        let payment = PaymentChanged { order_id, payment_id: Uuid::nil(), amount: money };
-        let email = EmailDelivery { delivery_id: Uuid::nil(), order_id: Some(order_id), kind: "order_confirmed".into(), attempts: 1, error: None };
+        let lines = vec![StockLine {
+            sku: sku.clone(),
+            quantity: crate::Quantity::parse(2).unwrap(),
+        }];
+        let payment = PaymentChanged {
+            order_id,
+            payment_id: Uuid::nil(),
+            amount: money,
+        };
+        let email = EmailDelivery {
+            delivery_id: Uuid::nil(),
+            order_id: Some(order_id),
+            kind: "order_confirmed".into(),
+            attempts: 1,
+            error: None,
+        };
         vec![
-            DomainEvent::OrderPlaced(OrderPlaced { order_id, customer_id, items: vec![], total: money, placed_at: now }),
+            DomainEvent::OrderPlaced(OrderPlaced {
+                order_id,
+                customer_id,
+                items: vec![],
+                total: money,
+                placed_at: now,
+            }),
             DomainEvent::order_status_changed(change("reserved")),
             DomainEvent::order_status_changed(change("confirmed")),
             DomainEvent::order_status_changed(change("failed")),
             DomainEvent::order_status_changed(change("cancelled")),
             DomainEvent::order_status_changed(change("shipped")),
             DomainEvent::order_status_changed(change("delivered")),
-            DomainEvent::InventoryReserved(StockMovement { order_id, lines: lines.clone() }),
-            DomainEvent::InventoryReservationFailed(ReservationFailed { order_id, shortages: vec![] }),
+            DomainEvent::InventoryReserved(StockMovement {
+                order_id,
+                lines: lines.clone(),
+            }),
+            DomainEvent::InventoryReservationFailed(ReservationFailed {
+                order_id,
+                shortages: vec![],
+            }),
             DomainEvent::InventoryReleased(StockMovement { order_id, lines }),
-            DomainEvent::InventoryAdjusted(InventoryAdjusted { sku: sku.clone(), reason: AdjustmentReason::Restocked, available: 1, reserved: 0, price: money, low_stock_threshold: 0 }),
-            DomainEvent::InventoryLowStock(LowStock { sku, available: 1, low_stock_threshold: 5 }),
+            DomainEvent::InventoryAdjusted(InventoryAdjusted {
+                sku: sku.clone(),
+                reason: AdjustmentReason::Restocked,
+                available: 1,
+                reserved: 0,
+                price: money,
+                low_stock_threshold: 0,
+            }),
+            DomainEvent::InventoryLowStock(LowStock {
+                sku,
+                available: 1,
+                low_stock_threshold: 5,
+            }),
             DomainEvent::PaymentAuthorized(payment.clone()),
-            DomainEvent::PaymentDeclined(PaymentDeclined { order_id, reason: "declined".into() }),
+            DomainEvent::PaymentDeclined(PaymentDeclined {
+                order_id,
+                reason: "declined".into(),
+            }),
             DomainEvent::PaymentVoided(payment),
             DomainEvent::EmailSent(email.clone()),
-            DomainEvent::EmailFailed(EmailDelivery { error: Some("refused".into()), ..email }),
+            DomainEvent::EmailFailed(EmailDelivery {
+                error: Some("refused".into()),
+                ..email
+            }),
         ]
     }
 
@@ -394,13 +443,18 @@ mod tests {
     #[test]
     fn unknown_types_and_bad_data_are_errors() {
         assert!(DomainEvent::from_parts("order.teleported", serde_json::json!({})).is_err());
-        assert!(DomainEvent::from_parts("order.placed", serde_json::json!({"order_id": 5})).is_err());
+        assert!(
+            DomainEvent::from_parts("order.placed", serde_json::json!({"order_id": 5})).is_err()
+        );
     }
 
     #[test]
     fn aggregate_types_follow_the_routing_key_prefix() {
         assert_eq!(EventType::OrderPlaced.aggregate_type(), "order");
-        assert_eq!(EventType::InventoryLowStock.aggregate_type(), "inventory_item");
+        assert_eq!(
+            EventType::InventoryLowStock.aggregate_type(),
+            "inventory_item"
+        );
         assert_eq!(EventType::PaymentVoided.aggregate_type(), "payment");
         assert_eq!(EventType::EmailFailed.aggregate_type(), "email");
     }

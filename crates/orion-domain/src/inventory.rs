@@ -51,7 +51,13 @@ pub struct InventoryParts {
 }
 
 impl InventoryItem {
-    pub fn new(sku: Sku, name: String, price: Money, initial_stock: u32, low_stock_threshold: u32) -> Self {
+    pub fn new(
+        sku: Sku,
+        name: String,
+        price: Money,
+        initial_stock: u32,
+        low_stock_threshold: u32,
+    ) -> Self {
         Self {
             sku,
             name,
@@ -106,7 +112,8 @@ impl InventoryItem {
 
     /// Stock is conserved: nothing appeared or vanished.
     pub fn is_conserved(&self) -> bool {
-        u64::from(self.available) + u64::from(self.reserved) + u64::from(self.shipped) == u64::from(self.received)
+        u64::from(self.available) + u64::from(self.reserved) + u64::from(self.shipped)
+            == u64::from(self.received)
     }
 
     /// Available stock is below the threshold.
@@ -130,7 +137,10 @@ impl InventoryItem {
                 available: self.available,
             });
         }
-        let reserved = self.reserved.checked_add(q).ok_or_else(|| self.overflow())?;
+        let reserved = self
+            .reserved
+            .checked_add(q)
+            .ok_or_else(|| self.overflow())?;
         self.available -= q;
         self.reserved = reserved;
         Ok(())
@@ -139,7 +149,10 @@ impl InventoryItem {
     /// Gives reserved units back to available.
     pub fn release(&mut self, quantity: Quantity) -> Result<()> {
         let q = self.take_reserved(quantity)?;
-        self.available = self.available.checked_add(q).ok_or_else(|| self.overflow())?;
+        self.available = self
+            .available
+            .checked_add(q)
+            .ok_or_else(|| self.overflow())?;
         self.reserved -= q;
         Ok(())
     }
@@ -155,8 +168,14 @@ impl InventoryItem {
     /// New units arrive.
     pub fn restock(&mut self, quantity: Quantity) -> Result<()> {
         let q = quantity.get();
-        let received = self.received.checked_add(q).ok_or_else(|| self.overflow())?;
-        let available = self.available.checked_add(q).ok_or_else(|| self.overflow())?;
+        let received = self
+            .received
+            .checked_add(q)
+            .ok_or_else(|| self.overflow())?;
+        let available = self
+            .available
+            .checked_add(q)
+            .ok_or_else(|| self.overflow())?;
         // The database stores counters as 32-bit signed integers.
         if received > i32::MAX as u32 {
             return Err(self.overflow());
@@ -187,13 +206,18 @@ impl InventoryItem {
     }
 
     fn overflow(&self) -> Error {
-        Error::StockOverflow { sku: self.sku.to_string() }
+        Error::StockOverflow {
+            sku: self.sku.to_string(),
+        }
     }
 }
 
 /// Reserves every line or none: on any shortage, returns all of them and changes nothing.
 /// Lines for unknown SKUs count as a shortage with nothing available.
-pub fn reserve_all(items: &mut [InventoryItem], lines: &[StockLine]) -> std::result::Result<(), Vec<Shortage>> {
+pub fn reserve_all(
+    items: &mut [InventoryItem],
+    lines: &[StockLine],
+) -> std::result::Result<(), Vec<Shortage>> {
     let mut wanted: HashMap<&Sku, u64> = HashMap::new();
     for line in lines {
         *wanted.entry(&line.sku).or_default() += u64::from(line.quantity.get());
@@ -201,7 +225,10 @@ pub fn reserve_all(items: &mut [InventoryItem], lines: &[StockLine]) -> std::res
     let mut shortages: Vec<Shortage> = wanted
         .iter()
         .filter_map(|(sku, &requested)| {
-            let available = items.iter().find(|i| &i.sku == *sku).map_or(0, |i| i.available);
+            let available = items
+                .iter()
+                .find(|i| &i.sku == *sku)
+                .map_or(0, |i| i.available);
             (requested > u64::from(available)).then(|| Shortage {
                 sku: (*sku).clone(),
                 requested: u32::try_from(requested).unwrap_or(u32::MAX),
@@ -229,7 +256,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn item(sku: &str, stock: u32) -> InventoryItem {
-        InventoryItem::new(Sku::parse(sku).unwrap(), sku.to_owned(), Money::new(100, Currency::USD).unwrap(), stock, 3)
+        InventoryItem::new(
+            Sku::parse(sku).unwrap(),
+            sku.to_owned(),
+            Money::new(100, Currency::USD).unwrap(),
+            stock,
+            3,
+        )
     }
 
     fn q(n: u32) -> Quantity {
@@ -237,7 +270,10 @@ mod tests {
     }
 
     fn line(sku: &str, n: u32) -> StockLine {
-        StockLine { sku: Sku::parse(sku).unwrap(), quantity: q(n) }
+        StockLine {
+            sku: Sku::parse(sku).unwrap(),
+            quantity: q(n),
+        }
     }
 
     #[test]
@@ -257,9 +293,22 @@ mod tests {
     #[test]
     fn cannot_reserve_more_than_available_or_release_more_than_reserved() {
         let mut it = item("A", 2);
-        assert!(matches!(it.reserve(q(3)), Err(Error::InsufficientStock { requested: 3, available: 2, .. })));
-        assert!(matches!(it.release(q(1)), Err(Error::ReleaseExceedsReserved { .. })));
-        assert!(matches!(it.ship(q(1)), Err(Error::ReleaseExceedsReserved { .. })));
+        assert!(matches!(
+            it.reserve(q(3)),
+            Err(Error::InsufficientStock {
+                requested: 3,
+                available: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            it.release(q(1)),
+            Err(Error::ReleaseExceedsReserved { .. })
+        ));
+        assert!(matches!(
+            it.ship(q(1)),
+            Err(Error::ReleaseExceedsReserved { .. })
+        ));
         assert_eq!(it, item("A", 2));
     }
 
@@ -288,7 +337,8 @@ mod tests {
     fn reserve_all_is_all_or_nothing() {
         let mut items = vec![item("A", 5), item("B", 1)];
         let before = items.clone();
-        let shortages = reserve_all(&mut items, &[line("A", 2), line("B", 2), line("C", 1)]).unwrap_err();
+        let shortages =
+            reserve_all(&mut items, &[line("A", 2), line("B", 2), line("C", 1)]).unwrap_err();
         assert_eq!(items, before);
         let short: Vec<&str> = shortages.iter().map(|s| s.sku.as_str()).collect();
         assert_eq!(short, ["B", "C"]);

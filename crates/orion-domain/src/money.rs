@@ -39,13 +39,18 @@ impl fmt::Display for Currency {
 }
 
 impl Serialize for Currency {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for Currency {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         let code = String::deserialize(deserializer)?;
         Currency::parse(&code).map_err(serde::de::Error::custom)
     }
@@ -86,7 +91,10 @@ impl Money {
     }
 
     pub fn zero(currency: Currency) -> Self {
-        Self { amount: 0, currency }
+        Self {
+            amount: 0,
+            currency,
+        }
     }
 
     pub fn amount(&self) -> i64 {
@@ -104,8 +112,14 @@ impl Money {
                 right: other.currency.to_string(),
             });
         }
-        let amount = self.amount.checked_add(other.amount).ok_or(Error::AmountOverflow)?;
-        Ok(Money { amount, currency: self.currency })
+        let amount = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or(Error::AmountOverflow)?;
+        Ok(Money {
+            amount,
+            currency: self.currency,
+        })
     }
 
     pub fn checked_mul(self, factor: u32) -> Result<Money> {
@@ -113,13 +127,22 @@ impl Money {
             .amount
             .checked_mul(i64::from(factor))
             .ok_or(Error::AmountOverflow)?;
-        Ok(Money { amount, currency: self.currency })
+        Ok(Money {
+            amount,
+            currency: self.currency,
+        })
     }
 }
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:02} {}", self.amount / 100, self.amount % 100, self.currency)
+        write!(
+            f,
+            "{}.{:02} {}",
+            self.amount / 100,
+            self.amount % 100,
+            self.currency
+        )
     }
 }
 
@@ -137,13 +160,18 @@ mod tests {
 
     #[test]
     fn negative_amounts_are_rejected() {
-        assert_eq!(Money::new(-1, Currency::USD), Err(Error::NegativeAmount(-1)));
+        assert_eq!(
+            Money::new(-1, Currency::USD),
+            Err(Error::NegativeAmount(-1))
+        );
     }
 
     #[test]
     fn adding_different_currencies_fails() {
         let eur = Currency::parse("EUR").unwrap();
-        let sum = Money::new(1, Currency::USD).unwrap().checked_add(Money::new(1, eur).unwrap());
+        let sum = Money::new(1, Currency::USD)
+            .unwrap()
+            .checked_add(Money::new(1, eur).unwrap());
         assert!(matches!(sum, Err(Error::CurrencyMismatch { .. })));
     }
 
@@ -151,7 +179,10 @@ mod tests {
     fn overflow_is_an_error_not_a_wrap() {
         let big = Money::new(i64::MAX, Currency::USD).unwrap();
         assert_eq!(big.checked_mul(2), Err(Error::AmountOverflow));
-        assert_eq!(big.checked_add(Money::new(1, Currency::USD).unwrap()), Err(Error::AmountOverflow));
+        assert_eq!(
+            big.checked_add(Money::new(1, Currency::USD).unwrap()),
+            Err(Error::AmountOverflow)
+        );
     }
 
     #[test]
@@ -167,6 +198,9 @@ mod tests {
 
     #[test]
     fn displays_major_units() {
-        assert_eq!(Money::new(66600, Currency::USD).unwrap().to_string(), "666.00 USD");
+        assert_eq!(
+            Money::new(66600, Currency::USD).unwrap().to_string(),
+            "666.00 USD"
+        );
     }
 }

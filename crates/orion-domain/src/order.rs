@@ -68,8 +68,15 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     /// Every status name as stored and sent on the wire.
-    pub const NAMES: [&'static str; 7] =
-        ["pending", "reserved", "confirmed", "shipped", "delivered", "cancelled", "failed"];
+    pub const NAMES: [&'static str; 7] = [
+        "pending",
+        "reserved",
+        "confirmed",
+        "shipped",
+        "delivered",
+        "cancelled",
+        "failed",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -249,25 +256,35 @@ impl Order {
 
     /// Stock for every line is held.
     pub fn mark_reserved(&mut self, now: OffsetDateTime) -> Result<DomainEvent> {
-        self.transition("reserve", now, |s| (s == OrderStatus::Pending).then_some(OrderStatus::Reserved))
+        self.transition("reserve", now, |s| {
+            (s == OrderStatus::Pending).then_some(OrderStatus::Reserved)
+        })
     }
 
     /// Payment is authorized.
     pub fn confirm(&mut self, now: OffsetDateTime) -> Result<DomainEvent> {
-        self.transition("confirm", now, |s| (s == OrderStatus::Reserved).then_some(OrderStatus::Confirmed))
+        self.transition("confirm", now, |s| {
+            (s == OrderStatus::Reserved).then_some(OrderStatus::Confirmed)
+        })
     }
 
     pub fn ship(&mut self, now: OffsetDateTime) -> Result<DomainEvent> {
-        self.transition("ship", now, |s| (s == OrderStatus::Confirmed).then_some(OrderStatus::Shipped))
+        self.transition("ship", now, |s| {
+            (s == OrderStatus::Confirmed).then_some(OrderStatus::Shipped)
+        })
     }
 
     pub fn deliver(&mut self, now: OffsetDateTime) -> Result<DomainEvent> {
-        self.transition("deliver", now, |s| (s == OrderStatus::Shipped).then_some(OrderStatus::Delivered))
+        self.transition("deliver", now, |s| {
+            (s == OrderStatus::Shipped).then_some(OrderStatus::Delivered)
+        })
     }
 
     /// Cancels at the customer's or an admin's request; shipped orders cannot be cancelled.
     pub fn cancel(&mut self, now: OffsetDateTime) -> Result<DomainEvent> {
-        self.transition("cancel", now, |s| s.is_cancellable().then_some(OrderStatus::Cancelled))
+        self.transition("cancel", now, |s| {
+            s.is_cancellable().then_some(OrderStatus::Cancelled)
+        })
     }
 
     /// Fails the order. Each reason belongs to the step that can produce it: stock is short only
@@ -290,7 +307,10 @@ impl Order {
         next: impl FnOnce(OrderStatus) -> Option<OrderStatus>,
     ) -> Result<DomainEvent> {
         let previous = self.status;
-        let status = next(previous).ok_or(Error::IllegalTransition { from: previous, action })?;
+        let status = next(previous).ok_or(Error::IllegalTransition {
+            from: previous,
+            action,
+        })?;
         self.status = status;
         self.updated_at = now;
         Ok(DomainEvent::order_status_changed(OrderStatusChanged {
@@ -307,7 +327,9 @@ impl Order {
 fn total_of(lines: &[OrderLine]) -> Result<Money> {
     let mut lines_iter = lines.iter();
     let first = lines_iter.next().ok_or(Error::LineCount { got: 0 })?;
-    lines_iter.try_fold(first.subtotal()?, |sum, line| sum.checked_add(line.subtotal()?))
+    lines_iter.try_fold(first.subtotal()?, |sum, line| {
+        sum.checked_add(line.subtotal()?)
+    })
 }
 
 #[cfg(test)]
@@ -330,15 +352,25 @@ mod tests {
     }
 
     fn placed() -> Order {
-        Order::place(OrderId::new(), CustomerId::new(), vec![line("A", 2, 150), line("B", 1, 1000)], now())
-            .unwrap()
-            .0
+        Order::place(
+            OrderId::new(),
+            CustomerId::new(),
+            vec![line("A", 2, 150), line("B", 1, 1000)],
+            now(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
     fn placing_computes_total_and_emits_order_placed() {
-        let (order, event) =
-            Order::place(OrderId::new(), CustomerId::new(), vec![line("A", 2, 150), line("B", 1, 1000)], now()).unwrap();
+        let (order, event) = Order::place(
+            OrderId::new(),
+            CustomerId::new(),
+            vec![line("A", 2, 150), line("B", 1, 1000)],
+            now(),
+        )
+        .unwrap();
         assert_eq!(order.status(), OrderStatus::Pending);
         assert_eq!(order.total(), Money::new(1300, Currency::USD).unwrap());
         assert_eq!(event.event_type(), EventType::OrderPlaced);
@@ -347,26 +379,52 @@ mod tests {
 
     #[test]
     fn placing_rejects_bad_line_sets() {
-        let place = |lines| Order::place(OrderId::new(), CustomerId::new(), lines, now()).map(|_| ());
+        let place =
+            |lines| Order::place(OrderId::new(), CustomerId::new(), lines, now()).map(|_| ());
         assert_eq!(place(vec![]), Err(Error::LineCount { got: 0 }));
         let many = (0..51).map(|i| line(&format!("S{i}"), 1, 1)).collect();
         assert_eq!(place(many), Err(Error::LineCount { got: 51 }));
-        assert_eq!(place(vec![line("A", 1, 1), line("A", 2, 1)]), Err(Error::DuplicateLine("A".into())));
-        assert!(matches!(place(vec![line("A", 1001, 1)]), Err(Error::LineQuantityTooLarge { .. })));
+        assert_eq!(
+            place(vec![line("A", 1, 1), line("A", 2, 1)]),
+            Err(Error::DuplicateLine("A".into()))
+        );
+        assert!(matches!(
+            place(vec![line("A", 1001, 1)]),
+            Err(Error::LineQuantityTooLarge { .. })
+        ));
         let mut eur = line("B", 1, 1);
         eur.unit_price = Money::new(1, Currency::parse("EUR").unwrap()).unwrap();
-        assert!(matches!(place(vec![line("A", 1, 1), eur]), Err(Error::CurrencyMismatch { .. })));
-        assert_eq!(place(vec![line("A", 1000, i64::MAX / 10)]), Err(Error::AmountOverflow));
+        assert!(matches!(
+            place(vec![line("A", 1, 1), eur]),
+            Err(Error::CurrencyMismatch { .. })
+        ));
+        assert_eq!(
+            place(vec![line("A", 1000, i64::MAX / 10)]),
+            Err(Error::AmountOverflow)
+        );
     }
 
     #[test]
     fn happy_path_walks_every_status() {
         let mut order = placed();
-        let steps: [(fn(&mut Order, OffsetDateTime) -> Result<DomainEvent>, OrderStatus, EventType); 4] = [
-            (Order::mark_reserved, OrderStatus::Reserved, EventType::OrderReserved),
-            (Order::confirm, OrderStatus::Confirmed, EventType::OrderConfirmed),
+        type Transition = fn(&mut Order, OffsetDateTime) -> Result<DomainEvent>;
+        let steps: [(Transition, OrderStatus, EventType); 4] = [
+            (
+                Order::mark_reserved,
+                OrderStatus::Reserved,
+                EventType::OrderReserved,
+            ),
+            (
+                Order::confirm,
+                OrderStatus::Confirmed,
+                EventType::OrderConfirmed,
+            ),
             (Order::ship, OrderStatus::Shipped, EventType::OrderShipped),
-            (Order::deliver, OrderStatus::Delivered, EventType::OrderDelivered),
+            (
+                Order::deliver,
+                OrderStatus::Delivered,
+                EventType::OrderDelivered,
+            ),
         ];
         for (act, status, event_type) in steps {
             let event = act(&mut order, now()).unwrap();
@@ -396,7 +454,10 @@ mod tests {
         shipped.ship(now()).unwrap();
         assert_eq!(
             shipped.cancel(now()),
-            Err(Error::IllegalTransition { from: OrderStatus::Shipped, action: "cancel" })
+            Err(Error::IllegalTransition {
+                from: OrderStatus::Shipped,
+                action: "cancel"
+            })
         );
         assert_eq!(shipped.status(), OrderStatus::Shipped);
     }
@@ -406,12 +467,17 @@ mod tests {
         let mut pending = placed();
         assert!(pending.fail(FailureReason::PaymentDeclined, now()).is_err());
         pending.fail(FailureReason::OutOfStock, now()).unwrap();
-        assert_eq!(pending.status(), OrderStatus::Failed(FailureReason::OutOfStock));
+        assert_eq!(
+            pending.status(),
+            OrderStatus::Failed(FailureReason::OutOfStock)
+        );
 
         let mut reserved = placed();
         reserved.mark_reserved(now()).unwrap();
         assert!(reserved.fail(FailureReason::OutOfStock, now()).is_err());
-        let event = reserved.fail(FailureReason::PaymentDeclined, now()).unwrap();
+        let event = reserved
+            .fail(FailureReason::PaymentDeclined, now())
+            .unwrap();
         assert_eq!(event.event_type(), EventType::OrderFailed);
 
         for reserve_first in [false, true] {
@@ -449,7 +515,10 @@ mod tests {
         all.extend(FailureReason::ALL.map(OrderStatus::Failed));
         for status in all {
             let reason = status.failure_reason().map(FailureReason::as_str);
-            assert_eq!(OrderStatus::from_parts(status.as_str(), reason), Some(status));
+            assert_eq!(
+                OrderStatus::from_parts(status.as_str(), reason),
+                Some(status)
+            );
         }
         assert_eq!(OrderStatus::from_parts("failed", None), None);
         assert_eq!(OrderStatus::from_parts("pending", Some("timeout")), None);

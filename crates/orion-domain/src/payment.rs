@@ -39,7 +39,10 @@ pub trait PaymentProvider: Send + Sync {
         request: &PaymentRequest,
     ) -> impl Future<Output = Result<PaymentDecision, ProviderUnavailable>> + Send;
 
-    fn void(&self, authorization_id: &str) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send;
+    fn void(
+        &self,
+        authorization_id: &str,
+    ) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send;
 }
 
 /// The deterministic simulator: declines an order whose total is exactly 666.00 (in any currency,
@@ -50,17 +53,27 @@ pub struct SimulatedPayments;
 
 impl SimulatedPayments {
     /// The total that is always declined, in minor units.
-    pub const DECLINED_TOTAL: i64 = 666_00;
+    pub const DECLINED_TOTAL: i64 = 66_600;
     /// Tokens starting with this are always declined.
     pub const DECLINED_TOKEN_PREFIX: &'static str = "tok_decline";
 
     pub fn decide(&self, request: &PaymentRequest) -> PaymentDecision {
         if request.amount.amount() == Self::DECLINED_TOTAL {
-            PaymentDecision::Declined { reason: "card declined: amount refused by issuer".to_owned() }
-        } else if request.token.as_deref().is_some_and(|t| t.starts_with(Self::DECLINED_TOKEN_PREFIX)) {
-            PaymentDecision::Declined { reason: "card declined: token refused".to_owned() }
+            PaymentDecision::Declined {
+                reason: "card declined: amount refused by issuer".to_owned(),
+            }
+        } else if request
+            .token
+            .as_deref()
+            .is_some_and(|t| t.starts_with(Self::DECLINED_TOKEN_PREFIX))
+        {
+            PaymentDecision::Declined {
+                reason: "card declined: token refused".to_owned(),
+            }
         } else {
-            PaymentDecision::Authorized { authorization_id: format!("sim_auth_{}", request.order_id) }
+            PaymentDecision::Authorized {
+                authorization_id: format!("sim_auth_{}", request.order_id),
+            }
         }
     }
 }
@@ -77,7 +90,10 @@ impl PaymentProvider for SimulatedPayments {
         std::future::ready(Ok(self.decide(request)))
     }
 
-    fn void(&self, _authorization_id: &str) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send {
+    fn void(
+        &self,
+        _authorization_id: &str,
+    ) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send {
         std::future::ready(Ok(()))
     }
 }
@@ -98,22 +114,43 @@ mod tests {
     #[test]
     fn declines_exactly_666() {
         let sim = SimulatedPayments;
-        assert!(matches!(sim.decide(&request(66600, None)), PaymentDecision::Declined { .. }));
-        assert!(matches!(sim.decide(&request(66601, None)), PaymentDecision::Authorized { .. }));
-        assert!(matches!(sim.decide(&request(666, None)), PaymentDecision::Authorized { .. }));
+        assert!(matches!(
+            sim.decide(&request(66600, None)),
+            PaymentDecision::Declined { .. }
+        ));
+        assert!(matches!(
+            sim.decide(&request(66601, None)),
+            PaymentDecision::Authorized { .. }
+        ));
+        assert!(matches!(
+            sim.decide(&request(666, None)),
+            PaymentDecision::Authorized { .. }
+        ));
     }
 
     #[test]
     fn declines_decline_tokens() {
         let sim = SimulatedPayments;
-        assert!(matches!(sim.decide(&request(100, Some("tok_decline_insufficient"))), PaymentDecision::Declined { .. }));
-        assert!(matches!(sim.decide(&request(100, Some("tok_visa"))), PaymentDecision::Authorized { .. }));
-        assert!(matches!(sim.decide(&request(100, Some("TOK_DECLINE"))), PaymentDecision::Authorized { .. }));
+        assert!(matches!(
+            sim.decide(&request(100, Some("tok_decline_insufficient"))),
+            PaymentDecision::Declined { .. }
+        ));
+        assert!(matches!(
+            sim.decide(&request(100, Some("tok_visa"))),
+            PaymentDecision::Authorized { .. }
+        ));
+        assert!(matches!(
+            sim.decide(&request(100, Some("TOK_DECLINE"))),
+            PaymentDecision::Authorized { .. }
+        ));
     }
 
     #[test]
     fn decisions_are_deterministic() {
         let req = request(1234, Some("tok_visa"));
-        assert_eq!(SimulatedPayments.decide(&req), SimulatedPayments.decide(&req));
+        assert_eq!(
+            SimulatedPayments.decide(&req),
+            SimulatedPayments.decide(&req)
+        );
     }
 }

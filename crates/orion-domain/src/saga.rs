@@ -139,7 +139,10 @@ pub struct SagaDeadlines {
 
 impl Default for SagaDeadlines {
     fn default() -> Self {
-        Self { reserve_stock: Duration::seconds(30), authorize_payment: Duration::seconds(60) }
+        Self {
+            reserve_stock: Duration::seconds(30),
+            authorize_payment: Duration::seconds(60),
+        }
     }
 }
 
@@ -226,7 +229,11 @@ pub struct OrderSaga {
 
 impl OrderSaga {
     /// Starts the saga of a freshly placed order: reserve its stock.
-    pub fn start(order_id: OrderId, deadlines: SagaDeadlines, now: OffsetDateTime) -> (OrderSaga, Vec<SagaCommand>) {
+    pub fn start(
+        order_id: OrderId,
+        deadlines: SagaDeadlines,
+        now: OffsetDateTime,
+    ) -> (OrderSaga, Vec<SagaCommand>) {
         let saga = OrderSaga {
             order_id,
             step: SagaStep::ReservingStock,
@@ -263,15 +270,27 @@ impl OrderSaga {
         &self.history
     }
     pub fn is_finished(&self) -> bool {
-        self.step.is_terminal() && self.stock != StockState::Requested && self.payment != PaymentState::Requested
+        self.step.is_terminal()
+            && self.stock != StockState::Requested
+            && self.payment != PaymentState::Requested
     }
 
     /// Handles one event. A refused event leaves the saga as it was (it is consumed by value
     /// only on success).
-    pub fn handle(&self, event: SagaEvent, now: OffsetDateTime) -> Result<(OrderSaga, Vec<SagaCommand>)> {
+    pub fn handle(
+        &self,
+        event: SagaEvent,
+        now: OffsetDateTime,
+    ) -> Result<(OrderSaga, Vec<SagaCommand>)> {
         let mut next = self.clone();
         let commands = next.apply(event, now)?;
-        next.history.push(SagaTransition { at: now, event, from: self.step, to: next.step, commands: commands.clone() });
+        next.history.push(SagaTransition {
+            at: now,
+            event,
+            from: self.step,
+            to: next.step,
+            commands: commands.clone(),
+        });
         Ok((next, commands))
     }
 
@@ -283,29 +302,41 @@ impl OrderSaga {
                 self.stock = StockState::Held;
                 self.payment = PaymentState::Requested;
                 self.enter(S::AuthorizingPayment, now);
-                vec![SagaCommand::MarkOrderReserved, SagaCommand::AuthorizePayment]
+                vec![
+                    SagaCommand::MarkOrderReserved,
+                    SagaCommand::AuthorizePayment,
+                ]
             }
             (S::ReservingStock, E::StockUnavailable) if self.stock == StockState::Requested => {
                 self.stock = StockState::Unavailable;
                 self.fail(FailureReason::OutOfStock)
             }
-            (S::AuthorizingPayment, E::PaymentAuthorized) if self.payment == PaymentState::Requested => {
+            (S::AuthorizingPayment, E::PaymentAuthorized)
+                if self.payment == PaymentState::Requested =>
+            {
                 self.payment = PaymentState::Authorized;
                 self.enter(S::AwaitingShipment, now);
                 vec![SagaCommand::ConfirmOrder]
             }
-            (S::AuthorizingPayment, E::PaymentDeclined) if self.payment == PaymentState::Requested => {
+            (S::AuthorizingPayment, E::PaymentDeclined)
+                if self.payment == PaymentState::Requested =>
+            {
                 self.payment = PaymentState::Declined;
                 self.fail(FailureReason::PaymentDeclined)
             }
-            (S::ReservingStock | S::AuthorizingPayment | S::AwaitingShipment, E::CancelRequested) => {
+            (
+                S::ReservingStock | S::AuthorizingPayment | S::AwaitingShipment,
+                E::CancelRequested,
+            ) => {
                 self.enter(S::Cancelled, now);
                 self.compensate()
             }
-            (S::ReservingStock | S::AuthorizingPayment, E::DeadlineChecked) => match self.deadline {
-                Some(deadline) if now >= deadline => self.fail(FailureReason::Timeout),
-                _ => return Err(Error::DeadlineNotReached { step: self.step }),
-            },
+            (S::ReservingStock | S::AuthorizingPayment, E::DeadlineChecked) => {
+                match self.deadline {
+                    Some(deadline) if now >= deadline => self.fail(FailureReason::Timeout),
+                    _ => return Err(Error::DeadlineNotReached { step: self.step }),
+                }
+            }
             (S::AwaitingShipment, E::Shipped) if self.stock == StockState::Held => {
                 self.stock = StockState::Shipped;
                 self.enter(S::Shipped, now);
@@ -320,15 +351,21 @@ impl OrderSaga {
                 self.stock = StockState::Released;
                 vec![SagaCommand::ReleaseStock]
             }
-            (S::Failed | S::Cancelled, E::StockUnavailable) if self.stock == StockState::Requested => {
+            (S::Failed | S::Cancelled, E::StockUnavailable)
+                if self.stock == StockState::Requested =>
+            {
                 self.stock = StockState::Unavailable;
                 Vec::new()
             }
-            (S::Failed | S::Cancelled, E::PaymentAuthorized) if self.payment == PaymentState::Requested => {
+            (S::Failed | S::Cancelled, E::PaymentAuthorized)
+                if self.payment == PaymentState::Requested =>
+            {
                 self.payment = PaymentState::Voided;
                 vec![SagaCommand::VoidPayment]
             }
-            (S::Failed | S::Cancelled, E::PaymentDeclined) if self.payment == PaymentState::Requested => {
+            (S::Failed | S::Cancelled, E::PaymentDeclined)
+                if self.payment == PaymentState::Requested =>
+            {
                 self.payment = PaymentState::Declined;
                 Vec::new()
             }

@@ -107,7 +107,10 @@ impl Email {
         let plain = normalized.len() <= Self::MAX_LEN
             && !normalized.contains(['"', '[', ']', ' '])
             && normalized.rsplit_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             });
         if plain && email_address::EmailAddress::is_valid(&normalized) {
             Ok(Self(normalized))
@@ -172,7 +175,15 @@ mod tests {
 
     #[test]
     fn sku_rejects_empty_long_and_odd_characters() {
-        for bad in ["", "-SKU", "SKU 1", "SKU/1", "ÄBC", &"X".repeat(65), "sku\n"] {
+        for bad in [
+            "",
+            "-SKU",
+            "SKU 1",
+            "SKU/1",
+            "ÄBC",
+            &"X".repeat(65),
+            "sku\n",
+        ] {
             assert!(Sku::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -198,7 +209,17 @@ mod tests {
 
     #[test]
     fn email_rejects_non_mailboxes() {
-        for bad in ["", "ada", "ada@", "@example.com", "ada@localhost", "ada@@example.com", "a b@example.com", "\"a\"@example.com", "ada@example."] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@localhost",
+            "ada@@example.com",
+            "a b@example.com",
+            "\"a\"@example.com",
+            "ada@example.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

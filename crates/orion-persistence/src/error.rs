@@ -22,7 +22,10 @@ pub enum Error {
     #[error("not enough stock for {} line(s)", .0.len())]
     InsufficientStock(Vec<Shortage>),
     #[error("constraint {constraint} violated")]
-    Constraint { constraint: String, source: sqlx::Error },
+    Constraint {
+        constraint: String,
+        source: sqlx::Error,
+    },
     #[error("stored {table} row is invalid: {reason}")]
     Corrupt { table: &'static str, reason: String },
     #[error(transparent)]
@@ -35,7 +38,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> Self {
-        Self::Corrupt { table, reason: reason.to_string() }
+        Self::Corrupt {
+            table,
+            reason: reason.to_string(),
+        }
     }
 
     /// The violated constraint, for errors that are one.
@@ -49,9 +55,9 @@ impl Error {
     /// A serialization failure or deadlock: the transaction may simply be run again.
     pub fn is_retryable(&self) -> bool {
         let code = match self {
-            Self::Database(e) | Self::Constraint { source: e, .. } => {
-                e.as_database_error().and_then(|d| d.code().map(|c| c.into_owned()))
-            }
+            Self::Database(e) | Self::Constraint { source: e, .. } => e
+                .as_database_error()
+                .and_then(|d| d.code().map(|c| c.into_owned())),
             _ => None,
         };
         matches!(code.as_deref(), Some("40001" | "40P01"))
@@ -60,10 +66,16 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        let constraint = error.as_database_error().and_then(|d| d.constraint()).map(str::to_owned);
+        let constraint = error
+            .as_database_error()
+            .and_then(|d| d.constraint())
+            .map(str::to_owned);
         match constraint.as_deref() {
             Some("users_email_uq") => Self::DuplicateEmail,
-            Some(name) => Self::Constraint { constraint: name.to_owned(), source: error },
+            Some(name) => Self::Constraint {
+                constraint: name.to_owned(),
+                source: error,
+            },
             None => Self::Database(error),
         }
     }

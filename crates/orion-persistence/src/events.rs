@@ -112,7 +112,8 @@ pub async fn order_events(conn: &mut PgConnection, order_id: OrderId) -> Result<
         .map(|r| {
             Ok(LoggedEvent {
                 id: r.id,
-                event: DomainEvent::from_parts(&r.event_type, r.data).map_err(|e| Error::corrupt("event_log", e))?,
+                event: DomainEvent::from_parts(&r.event_type, r.data)
+                    .map_err(|e| Error::corrupt("event_log", e))?,
                 occurred_at: r.occurred_at,
                 correlation_id: r.correlation_id,
                 causation_id: r.causation_id,
@@ -123,8 +124,10 @@ pub async fn order_events(conn: &mut PgConnection, order_id: OrderId) -> Result<
 
 /// Events written but not yet confirmed by the broker.
 pub async fn unpublished_count(conn: &mut PgConnection) -> Result<i64> {
-    let count = sqlx::query_scalar!(r#"select count(*) as "count!" from outbox where published_at is null"#)
-        .fetch_one(conn)
-        .await?;
+    let count = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from outbox where published_at is null"#
+    )
+    .fetch_one(conn)
+    .await?;
     Ok(count)
 }

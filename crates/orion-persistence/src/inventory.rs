@@ -26,7 +26,8 @@ pub struct StockLevel {
 impl StockLevel {
     /// The movement took available stock below the threshold (a low-stock alert is due).
     pub fn crossed_below_threshold(&self) -> bool {
-        self.available_before >= self.low_stock_threshold && self.available < self.low_stock_threshold
+        self.available_before >= self.low_stock_threshold
+            && self.available < self.low_stock_threshold
     }
 }
 
@@ -47,7 +48,9 @@ impl TryFrom<ItemRow> for Versioned<InventoryItem> {
     type Error = Error;
 
     fn try_from(row: ItemRow) -> Result<Self> {
-        let count = |n: i32| u32::try_from(n).map_err(|_| Error::corrupt("inventory_items", "negative counter"));
+        let count = |n: i32| {
+            u32::try_from(n).map_err(|_| Error::corrupt("inventory_items", "negative counter"))
+        };
         let parts = InventoryParts {
             sku: Sku::parse(&row.sku)?,
             name: row.name,
@@ -58,9 +61,16 @@ impl TryFrom<ItemRow> for Versioned<InventoryItem> {
             received: count(row.received)?,
             low_stock_threshold: count(row.low_stock_threshold)?,
         };
-        let item = InventoryItem::from_parts(parts)
-            .ok_or_else(|| Error::corrupt("inventory_items", format!("{} breaks conservation", row.sku)))?;
-        Ok(Versioned { value: item, version: row.version })
+        let item = InventoryItem::from_parts(parts).ok_or_else(|| {
+            Error::corrupt(
+                "inventory_items",
+                format!("{} breaks conservation", row.sku),
+            )
+        })?;
+        Ok(Versioned {
+            value: item,
+            version: row.version,
+        })
     }
 }
 
@@ -102,7 +112,10 @@ pub async fn insert_item_if_missing(conn: &mut PgConnection, item: &InventoryIte
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn find_item(conn: &mut PgConnection, sku: &Sku) -> Result<Option<Versioned<InventoryItem>>> {
+pub async fn find_item(
+    conn: &mut PgConnection,
+    sku: &Sku,
+) -> Result<Option<Versioned<InventoryItem>>> {
     let row = sqlx::query_as!(
         ItemRow,
         r#"select sku, name, price_amount, currency, available, reserved, shipped, received,
@@ -149,13 +162,19 @@ pub async fn find_items(conn: &mut PgConnection, skus: &[Sku]) -> Result<Vec<Inv
     )
     .fetch_all(conn)
     .await?;
-    rows.into_iter().map(|row| Versioned::try_from(row).map(|v| v.value)).collect()
+    rows.into_iter()
+        .map(|row| Versioned::try_from(row).map(|v| v.value))
+        .collect()
 }
 
 /// Writes an item changed through the domain (restock, price, threshold), if nobody changed it
 /// since it was read at `expected_version`.
 #[tracing::instrument(skip_all, fields(sku = %item.sku()))]
-pub async fn save_item(conn: &mut PgConnection, item: &InventoryItem, expected_version: i64) -> Result<i64> {
+pub async fn save_item(
+    conn: &mut PgConnection,
+    item: &InventoryItem,
+    expected_version: i64,
+) -> Result<i64> {
     let currency = item.price().currency();
     let version = sqlx::query_scalar!(
         r#"update inventory_items
@@ -177,7 +196,10 @@ pub async fn save_item(conn: &mut PgConnection, item: &InventoryItem, expected_v
     )
     .fetch_optional(conn)
     .await?;
-    version.ok_or_else(|| Error::VersionConflict { aggregate: "inventory item", id: item.sku().to_string() })
+    version.ok_or_else(|| Error::VersionConflict {
+        aggregate: "inventory item",
+        id: item.sku().to_string(),
+    })
 }
 
 /// Sums lines per SKU, in SKU order.
@@ -185,9 +207,11 @@ fn merge_lines(lines: &[StockLine]) -> Result<(Vec<String>, Vec<i32>)> {
     let mut merged: BTreeMap<&str, u32> = BTreeMap::new();
     for line in lines {
         let total = merged.entry(line.sku.as_str()).or_default();
-        *total = total
-            .checked_add(line.quantity.get())
-            .ok_or_else(|| orion_domain::Error::StockOverflow { sku: line.sku.to_string() })?;
+        *total = total.checked_add(line.quantity.get()).ok_or_else(|| {
+            orion_domain::Error::StockOverflow {
+                sku: line.sku.to_string(),
+            }
+        })?;
     }
     let skus = merged.keys().map(|s| (*s).to_owned()).collect();
     let quantities = merged.values().map(|&q| to_i32(q)).collect::<Result<_>>()?;
@@ -199,7 +223,11 @@ fn merge_lines(lines: &[StockLine]) -> Result<(Vec<String>, Vec<i32>)> {
 /// [`Error::InsufficientStock`] lists every short line (unknown SKUs count with nothing
 /// available) and changes nothing; [`Error::AlreadyReserved`] if this order holds stock already.
 #[tracing::instrument(skip_all, fields(order.id = %order_id))]
-pub async fn reserve_stock(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<Vec<StockLevel>> {
+pub async fn reserve_stock(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    lines: &[StockLine],
+) -> Result<Vec<StockLevel>> {
     let (skus, quantities) = merge_lines(lines)?;
     let locked = sqlx::query!(
         "select sku, available from inventory_items where sku = any($1) order by sku for update",
@@ -211,7 +239,10 @@ pub async fn reserve_stock(conn: &mut PgConnection, order_id: OrderId, lines: &[
         .iter()
         .zip(&quantities)
         .filter_map(|(sku, &wanted)| {
-            let available = locked.iter().find(|r| &r.sku == sku).map_or(0, |r| r.available);
+            let available = locked
+                .iter()
+                .find(|r| &r.sku == sku)
+                .map_or(0, |r| r.available);
             (wanted > available).then(|| {
                 Sku::parse(sku).map(|sku| Shortage {
                     sku,
@@ -234,7 +265,9 @@ pub async fn reserve_stock(conn: &mut PgConnection, order_id: OrderId, lines: &[
     .execute(&mut *conn)
     .await;
     match inserted.map_err(Error::from) {
-        Err(e) if e.constraint() == Some("inventory_reservations_pk") => return Err(Error::AlreadyReserved(order_id)),
+        Err(e) if e.constraint() == Some("inventory_reservations_pk") => {
+            return Err(Error::AlreadyReserved(order_id));
+        }
         other => other.map(drop)?,
     }
     let rows = sqlx::query!(
@@ -251,7 +284,15 @@ pub async fn reserve_stock(conn: &mut PgConnection, order_id: OrderId, lines: &[
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|r| stock_level(&r.sku, r.available, r.reserved, r.low_stock_threshold, r.available_before))
+        .map(|r| {
+            stock_level(
+                &r.sku,
+                r.available,
+                r.reserved,
+                r.low_stock_threshold,
+                r.available_before,
+            )
+        })
         .collect()
 }
 
@@ -276,7 +317,15 @@ pub async fn release_stock(conn: &mut PgConnection, order_id: OrderId) -> Result
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|r| stock_level(&r.sku, r.available, r.reserved, r.low_stock_threshold, r.available_before))
+        .map(|r| {
+            stock_level(
+                &r.sku,
+                r.available,
+                r.reserved,
+                r.low_stock_threshold,
+                r.available_before,
+            )
+        })
         .collect()
 }
 
@@ -300,7 +349,15 @@ pub async fn ship_stock(conn: &mut PgConnection, order_id: OrderId) -> Result<Ve
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|r| stock_level(&r.sku, r.available, r.reserved, r.low_stock_threshold, r.available_before))
+        .map(|r| {
+            stock_level(
+                &r.sku,
+                r.available,
+                r.reserved,
+                r.low_stock_threshold,
+                r.available_before,
+            )
+        })
         .collect()
 }
 
@@ -318,8 +375,16 @@ async fn lock_held_items(conn: &mut PgConnection, order_id: OrderId) -> Result<(
     Ok(())
 }
 
-fn stock_level(sku: &str, available: i32, reserved: i32, threshold: i32, before: i32) -> Result<StockLevel> {
-    let count = |n: i32| u32::try_from(n).map_err(|_| Error::corrupt("inventory_items", "negative counter"));
+fn stock_level(
+    sku: &str,
+    available: i32,
+    reserved: i32,
+    threshold: i32,
+    before: i32,
+) -> Result<StockLevel> {
+    let count = |n: i32| {
+        u32::try_from(n).map_err(|_| Error::corrupt("inventory_items", "negative counter"))
+    };
     Ok(StockLevel {
         sku: Sku::parse(sku)?,
         available: count(available)?,

@@ -1,14 +1,20 @@
 //! The write side of orders: the aggregate and its lines.
 
 use orion_domain::order::OrderParts;
-use orion_domain::{Currency, CustomerId, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Sku};
+use orion_domain::{
+    Currency, CustomerId, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Sku,
+};
 use sqlx::PgConnection;
 
 use crate::{Error, Result};
 
 /// Writes a newly placed order and its lines.
 #[tracing::instrument(skip_all, fields(order.id = %order.id()))]
-pub async fn insert_order(conn: &mut PgConnection, order: &Order, payment_token: Option<&str>) -> Result<()> {
+pub async fn insert_order(
+    conn: &mut PgConnection,
+    order: &Order,
+    payment_token: Option<&str>,
+) -> Result<()> {
     let status = order.status();
     let currency = order.total().currency();
     sqlx::query!(
@@ -34,9 +40,15 @@ pub async fn insert_order(conn: &mut PgConnection, order: &Order, payment_token:
     let line_nos: Vec<i32> = (1..).take(lines.len()).collect();
     let skus: Vec<String> = lines.iter().map(|l| l.sku.to_string()).collect();
     let names: Vec<String> = lines.iter().map(|l| l.name.clone()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity.get().min(i32::MAX as u32) as i32).collect();
+    let quantities: Vec<i32> = lines
+        .iter()
+        .map(|l| l.quantity.get().min(i32::MAX as u32) as i32)
+        .collect();
     let prices: Vec<i64> = lines.iter().map(|l| l.unit_price.amount()).collect();
-    let currencies: Vec<String> = lines.iter().map(|l| l.unit_price.currency().to_string()).collect();
+    let currencies: Vec<String> = lines
+        .iter()
+        .map(|l| l.unit_price.currency().to_string())
+        .collect();
     sqlx::query!(
         r#"insert into order_items (order_id, line_no, sku, name, quantity, unit_price_amount, currency)
            select $1, * from unnest($2::int4[], $3::text[], $4::text[], $5::int4[], $6::int8[], $7::text[])"#,
@@ -82,8 +94,13 @@ pub async fn find_order(conn: &mut PgConnection, id: OrderId) -> Result<Option<O
         })
     })
     .collect::<Result<Vec<_>>>()?;
-    let status = OrderStatus::from_parts(&row.status, row.failure_reason.as_deref())
-        .ok_or_else(|| Error::corrupt("orders", format!("status {:?}/{:?}", row.status, row.failure_reason)))?;
+    let status =
+        OrderStatus::from_parts(&row.status, row.failure_reason.as_deref()).ok_or_else(|| {
+            Error::corrupt(
+                "orders",
+                format!("status {:?}/{:?}", row.status, row.failure_reason),
+            )
+        })?;
     let order = Order::from_parts(OrderParts {
         id,
         customer_id: CustomerId::from_uuid(row.customer_id),
@@ -114,5 +131,8 @@ pub async fn save_order_status(conn: &mut PgConnection, order: &Order) -> Result
     )
     .fetch_optional(conn)
     .await?;
-    version.ok_or_else(|| Error::VersionConflict { aggregate: "order", id: order.id().to_string() })
+    version.ok_or_else(|| Error::VersionConflict {
+        aggregate: "order",
+        id: order.id().to_string(),
+    })
 }

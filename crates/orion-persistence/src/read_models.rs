@@ -11,7 +11,8 @@ use crate::{Error, Result};
 pub async fn upsert_order_view(conn: &mut PgConnection, order: &Order, version: i64) -> Result<()> {
     let status = order.status();
     let currency = order.total().currency();
-    let items = serde_json::to_value(order.lines()).map_err(|e| Error::corrupt("order_views", e))?;
+    let items =
+        serde_json::to_value(order.lines()).map_err(|e| Error::corrupt("order_views", e))?;
     sqlx::query!(
         r#"insert into order_views
                (order_id, customer_id, status, failure_reason, items, total_amount, currency,

@@ -64,7 +64,10 @@ pub async fn ensure_user(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<
     Ok(inserted.rows_affected() == 1)
 }
 
-pub async fn find_user_by_email(conn: &mut PgConnection, email: &Email) -> Result<Option<UserRecord>> {
+pub async fn find_user_by_email(
+    conn: &mut PgConnection,
+    email: &Email,
+) -> Result<Option<UserRecord>> {
     let record = sqlx::query_as!(
         UserRecord,
         "select id, email, name, password_hash, role, created_at from users where email = $1",

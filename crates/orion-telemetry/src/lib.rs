@@ -1,5 +1,7 @@
 //! Logs and traces for every Orion process.
 
+use std::io::IsTerminal;
+
 use orion_config::LogFormat;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -37,7 +39,13 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<()> {
                     .with_span_list(false),
             )
             .try_init()?,
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init()?,
+        LogFormat::Pretty => {
+            // Colours only for a person at a terminal; log files and pipes get plain text.
+            let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            registry
+                .with(tracing_subscriber::fmt::layer().compact().with_ansi(ansi))
+                .try_init()?
+        }
     }
     tracing::debug!(service, "telemetry initialised");
     Ok(())

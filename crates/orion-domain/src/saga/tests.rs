@@ -20,7 +20,9 @@ fn started() -> OrderSaga {
 fn run(events: &[SagaEvent]) -> (OrderSaga, Vec<SagaCommand>) {
     let (mut saga, mut commands) = OrderSaga::start(OrderId::new(), SagaDeadlines::default(), t0());
     for &event in events {
-        let (next, issued) = saga.handle(event, t0()).unwrap_or_else(|e| panic!("{event:?}: {e}"));
+        let (next, issued) = saga
+            .handle(event, t0())
+            .unwrap_or_else(|e| panic!("{event:?}: {e}"));
         saga = next;
         commands.extend(issued);
     }
@@ -29,11 +31,22 @@ fn run(events: &[SagaEvent]) -> (OrderSaga, Vec<SagaCommand>) {
 
 #[test]
 fn happy_path_reserves_authorizes_confirms_ships_and_completes() {
-    let (saga, commands) = run(&[E::StockReserved, E::PaymentAuthorized, E::Shipped, E::Delivered]);
+    let (saga, commands) = run(&[
+        E::StockReserved,
+        E::PaymentAuthorized,
+        E::Shipped,
+        E::Delivered,
+    ]);
     assert_eq!(saga.step(), SagaStep::Completed);
     assert_eq!(
         commands,
-        [C::ReserveStock, C::MarkOrderReserved, C::AuthorizePayment, C::ConfirmOrder, C::ShipStock]
+        [
+            C::ReserveStock,
+            C::MarkOrderReserved,
+            C::AuthorizePayment,
+            C::ConfirmOrder,
+            C::ShipStock
+        ]
     );
     assert_eq!(saga.stock(), StockState::Shipped);
     assert_eq!(saga.payment(), PaymentState::Authorized);
@@ -41,7 +54,12 @@ fn happy_path_reserves_authorizes_confirms_ships_and_completes() {
     let steps: Vec<SagaStep> = saga.history().iter().map(|t| t.to).collect();
     assert_eq!(
         steps,
-        [SagaStep::AuthorizingPayment, SagaStep::AwaitingShipment, SagaStep::Shipped, SagaStep::Completed]
+        [
+            SagaStep::AuthorizingPayment,
+            SagaStep::AwaitingShipment,
+            SagaStep::Shipped,
+            SagaStep::Completed
+        ]
     );
 }
 
@@ -50,7 +68,10 @@ fn out_of_stock_fails_without_compensation() {
     let (saga, commands) = run(&[E::StockUnavailable]);
     assert_eq!(saga.step(), SagaStep::Failed);
     assert_eq!(saga.failure_reason(), Some(FailureReason::OutOfStock));
-    assert_eq!(commands, [C::ReserveStock, C::FailOrder(FailureReason::OutOfStock)]);
+    assert_eq!(
+        commands,
+        [C::ReserveStock, C::FailOrder(FailureReason::OutOfStock)]
+    );
     assert_eq!(saga.deadline(), None);
 }
 
@@ -58,7 +79,13 @@ fn out_of_stock_fails_without_compensation() {
 fn declined_payment_releases_the_reservation() {
     let (saga, commands) = run(&[E::StockReserved, E::PaymentDeclined]);
     assert_eq!(saga.failure_reason(), Some(FailureReason::PaymentDeclined));
-    assert_eq!(&commands[3..], [C::ReleaseStock, C::FailOrder(FailureReason::PaymentDeclined)]);
+    assert_eq!(
+        &commands[3..],
+        [
+            C::ReleaseStock,
+            C::FailOrder(FailureReason::PaymentDeclined)
+        ]
+    );
     assert_eq!(saga.stock(), StockState::Released);
 }
 
@@ -74,7 +101,10 @@ fn cancellation_compensates_what_each_step_holds() {
 
     let (saga, commands) = run(&[E::StockReserved, E::PaymentAuthorized, E::CancelRequested]);
     assert_eq!(&commands[4..], [C::VoidPayment, C::ReleaseStock]);
-    assert_eq!((saga.stock(), saga.payment()), (StockState::Released, PaymentState::Voided));
+    assert_eq!(
+        (saga.stock(), saga.payment()),
+        (StockState::Released, PaymentState::Voided)
+    );
     assert!(saga.is_finished());
 }
 
@@ -96,14 +126,29 @@ fn a_step_times_out_only_after_its_deadline() {
     let deadline = saga.deadline().expect("reserving has a deadline");
     assert_eq!(deadline, t0() + SagaDeadlines::default().reserve_stock);
     let early = saga.handle(E::DeadlineChecked, deadline - Duration::milliseconds(1));
-    assert_eq!(early, Err(Error::DeadlineNotReached { step: SagaStep::ReservingStock }));
+    assert_eq!(
+        early,
+        Err(Error::DeadlineNotReached {
+            step: SagaStep::ReservingStock
+        })
+    );
 
-    let (reserved, _) = saga.handle(E::StockReserved, t0() + Duration::seconds(1)).unwrap();
+    let (reserved, _) = saga
+        .handle(E::StockReserved, t0() + Duration::seconds(1))
+        .unwrap();
     let payment_deadline = reserved.deadline().unwrap();
-    assert_eq!(payment_deadline, t0() + Duration::seconds(1) + SagaDeadlines::default().authorize_payment);
-    let (failed, commands) = reserved.handle(E::DeadlineChecked, payment_deadline).unwrap();
+    assert_eq!(
+        payment_deadline,
+        t0() + Duration::seconds(1) + SagaDeadlines::default().authorize_payment
+    );
+    let (failed, commands) = reserved
+        .handle(E::DeadlineChecked, payment_deadline)
+        .unwrap();
     assert_eq!(failed.failure_reason(), Some(FailureReason::Timeout));
-    assert_eq!(commands, [C::ReleaseStock, C::FailOrder(FailureReason::Timeout)]);
+    assert_eq!(
+        commands,
+        [C::ReleaseStock, C::FailOrder(FailureReason::Timeout)]
+    );
 }
 
 #[test]
@@ -119,23 +164,51 @@ fn confirmed_orders_have_no_deadline() {
 #[test]
 fn unexpected_events_are_refused_and_change_nothing() {
     let saga = started();
-    for event in [E::PaymentAuthorized, E::PaymentDeclined, E::Shipped, E::Delivered] {
-        assert!(matches!(saga.handle(event, t0()), Err(Error::UnexpectedSagaEvent { .. })), "{event:?}");
+    for event in [
+        E::PaymentAuthorized,
+        E::PaymentDeclined,
+        E::Shipped,
+        E::Delivered,
+    ] {
+        assert!(
+            matches!(
+                saga.handle(event, t0()),
+                Err(Error::UnexpectedSagaEvent { .. })
+            ),
+            "{event:?}"
+        );
     }
     let (done, _) = run(&[E::StockReserved, E::PaymentAuthorized, E::Shipped]);
-    for event in [E::CancelRequested, E::StockReserved, E::Shipped, E::DeadlineChecked] {
-        assert!(done.handle(event, t0()).is_err(), "{event:?} accepted after shipping");
+    for event in [
+        E::CancelRequested,
+        E::StockReserved,
+        E::Shipped,
+        E::DeadlineChecked,
+    ] {
+        assert!(
+            done.handle(event, t0()).is_err(),
+            "{event:?} accepted after shipping"
+        );
     }
     let (cancelled, _) = run(&[E::CancelRequested, E::StockUnavailable]);
-    assert!(cancelled.handle(E::StockReserved, t0()).is_err(), "a second reply");
+    assert!(
+        cancelled.handle(E::StockReserved, t0()).is_err(),
+        "a second reply"
+    );
 }
 
 #[test]
 fn step_definitions_pair_actions_with_compensations() {
     let reserve = SagaStep::ReservingStock.definition().unwrap();
-    assert_eq!((reserve.action, reserve.compensation), (C::ReserveStock, C::ReleaseStock));
+    assert_eq!(
+        (reserve.action, reserve.compensation),
+        (C::ReserveStock, C::ReleaseStock)
+    );
     let pay = SagaStep::AuthorizingPayment.definition().unwrap();
-    assert_eq!((pay.action, pay.compensation), (C::AuthorizePayment, C::VoidPayment));
+    assert_eq!(
+        (pay.action, pay.compensation),
+        (C::AuthorizePayment, C::VoidPayment)
+    );
     assert!(SagaStep::AwaitingShipment.definition().is_none());
     for step in SagaStep::ALL {
         assert_eq!(SagaStep::parse(step.as_str()), Some(step));
@@ -191,21 +264,44 @@ struct Shell {
 
 impl Shell {
     fn new(stocks: &[u32], wanted: &[u32]) -> Shell {
-        let skus: Vec<Sku> = (0..stocks.len()).map(|i| Sku::parse(&format!("SKU-{i}")).unwrap()).collect();
+        let skus: Vec<Sku> = (0..stocks.len())
+            .map(|i| Sku::parse(&format!("SKU-{i}")).unwrap())
+            .collect();
         let price = Money::new(250, Currency::USD).unwrap();
-        let items = skus.iter().zip(stocks).map(|(s, &n)| InventoryItem::new(s.clone(), s.to_string(), price, n, 2)).collect();
+        let items = skus
+            .iter()
+            .zip(stocks)
+            .map(|(s, &n)| InventoryItem::new(s.clone(), s.to_string(), price, n, 2))
+            .collect();
         let lines: Vec<StockLine> = skus
             .iter()
             .zip(wanted)
-            .map(|(s, &n)| StockLine { sku: s.clone(), quantity: Quantity::parse(i64::from(n)).unwrap() })
+            .map(|(s, &n)| StockLine {
+                sku: s.clone(),
+                quantity: Quantity::parse(i64::from(n)).unwrap(),
+            })
             .collect();
         let order_lines = lines
             .iter()
-            .map(|l| OrderLine { sku: l.sku.clone(), name: l.sku.to_string(), quantity: l.quantity, unit_price: price })
+            .map(|l| OrderLine {
+                sku: l.sku.clone(),
+                name: l.sku.to_string(),
+                quantity: l.quantity,
+                unit_price: price,
+            })
             .collect();
-        let (order, _) = Order::place(OrderId::new(), CustomerId::new(), order_lines, t0()).unwrap();
+        let (order, _) =
+            Order::place(OrderId::new(), CustomerId::new(), order_lines, t0()).unwrap();
         let (saga, commands) = OrderSaga::start(order.id(), SagaDeadlines::default(), t0());
-        let mut shell = Shell { saga, order, items, lines, authorized: false, outstanding: Vec::new(), now: t0() };
+        let mut shell = Shell {
+            saga,
+            order,
+            items,
+            lines,
+            authorized: false,
+            outstanding: Vec::new(),
+            now: t0(),
+        };
         shell.execute(commands);
         shell
     }
@@ -224,23 +320,38 @@ impl Shell {
                 C::ReserveStock => self.outstanding.push(Request::Reserve),
                 C::AuthorizePayment => self.outstanding.push(Request::Authorize),
                 C::MarkOrderReserved => {
-                    self.order.mark_reserved(now).expect("order follows the saga to reserved");
+                    self.order
+                        .mark_reserved(now)
+                        .expect("order follows the saga to reserved");
                 }
                 C::ConfirmOrder => {
-                    self.order.confirm(now).expect("order follows the saga to confirmed");
+                    self.order
+                        .confirm(now)
+                        .expect("order follows the saga to confirmed");
                 }
                 C::FailOrder(reason) => {
-                    self.order.fail(reason, now).expect("order can fail where the saga fails");
+                    self.order
+                        .fail(reason, now)
+                        .expect("order can fail where the saga fails");
                 }
                 C::ReleaseStock => {
                     for line in &self.lines {
-                        let item = self.items.iter_mut().find(|i| i.sku() == &line.sku).unwrap();
-                        item.release(line.quantity).expect("released stock was held");
+                        let item = self
+                            .items
+                            .iter_mut()
+                            .find(|i| i.sku() == &line.sku)
+                            .unwrap();
+                        item.release(line.quantity)
+                            .expect("released stock was held");
                     }
                 }
                 C::ShipStock => {
                     for line in &self.lines {
-                        let item = self.items.iter_mut().find(|i| i.sku() == &line.sku).unwrap();
+                        let item = self
+                            .items
+                            .iter_mut()
+                            .find(|i| i.sku() == &line.sku)
+                            .unwrap();
                         item.ship(line.quantity).expect("shipped stock was held");
                     }
                 }
@@ -267,7 +378,8 @@ impl Shell {
             }
             Request::Authorize => E::PaymentDeclined,
         };
-        self.feed(event).expect("the saga accepts a reply to its own request");
+        self.feed(event)
+            .expect("the saga accepts a reply to its own request");
     }
 
     fn act(&mut self, action: &World) {
@@ -276,7 +388,8 @@ impl Shell {
             World::Cancel => {
                 // The API cancels the order first; the saga then compensates.
                 if self.order.cancel(self.now).is_ok() {
-                    self.feed(E::CancelRequested).expect("the saga follows a cancellation");
+                    self.feed(E::CancelRequested)
+                        .expect("the saga follows a cancellation");
                 }
             }
             World::Ship => {
@@ -286,7 +399,8 @@ impl Shell {
             }
             World::Deliver => {
                 if self.order.deliver(self.now).is_ok() {
-                    self.feed(E::Delivered).expect("the saga follows a delivery");
+                    self.feed(E::Delivered)
+                        .expect("the saga follows a delivery");
                 }
             }
             World::Tick(seconds) => {

@@ -1,0 +1,58 @@
+//! Command line and environment of `orion-api`.
+
+use std::net::SocketAddr;
+
+use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, defaults};
+
+/// Orion's REST API.
+#[derive(Debug, clap::Parser)]
+#[command(name = "orion-api", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create an admin account; the password is read from standard input.
+    CreateAdmin {
+        /// The admin's email address.
+        #[arg(long)]
+        email: String,
+        /// The admin's display name.
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
+}
+
+/// Settings of one API replica.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "ORION_LISTEN", default_value = defaults::API_LISTEN)]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
+
+    /// HMAC secret for access tokens; prod refuses the development default and anything under 32 bytes.
+    #[arg(long, env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// Name of this replica in logs and queue names; defaults to a random one.
+    #[arg(long, env = "ORION_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}

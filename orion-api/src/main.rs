@@ -1,0 +1,33 @@
+//! `orion-api`: parse the configuration, start telemetry, and serve until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use orion_api::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    orion_telemetry::init("orion-api", cli.config.common.log_format)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(cli.config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", cli.config.listen))?;
+            orion_api::run(cli.config, listener, orion_config::shutdown_signal()).await?;
+        }
+        Command::Migrate => orion_api::migrate(&cli.config).await?,
+        Command::CreateAdmin { email, name } => {
+            let password = std::io::read_to_string(std::io::stdin())
+                .context("cannot read the password from stdin")?;
+            let id = orion_api::create_admin(
+                &cli.config,
+                &email,
+                &name,
+                password.trim_end_matches(['\r', '\n']),
+            )
+            .await?;
+            tracing::info!(user.id = %id, "admin account created");
+        }
+    }
+    Ok(())
+}

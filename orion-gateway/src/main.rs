@@ -1,0 +1,15 @@
+//! `orion-gateway`: parse the configuration, start telemetry, and serve until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = orion_gateway::Config::parse();
+    orion_telemetry::init("orion-gateway", config.common.log_format)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    orion_gateway::run(config, listener, orion_config::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The project's two commands.
+//!
+//! - `cargo xtask up`: makes sure PostgreSQL, RabbitMQ and a mail catcher run (starting or
+//!   installing them), builds and starts the gateway, two API replicas and the worker, prints the
+//!   URLs and dev accounts, and stops everything on Ctrl-C.
+//! - `cargo xtask test`: provisions the same services, then runs every test of the workspace.
+
+// A command-line tool talks to its user on standard output.
+#![allow(clippy::print_stdout)]
+
+mod services;
+mod suite;
+mod supervisor;
+mod workspace;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Run Orion locally, or run all of its tests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run the whole suite: gateway, two API replicas, worker, mail catcher, demo data.
+    Up {
+        /// Build optimised binaries.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Provision the services and run every test in the workspace.
+    Test {
+        /// Extra arguments for `cargo test`, after `--` (a test name filter, say).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Regenerate the offline query data in `.sqlx/` after changing SQL (or `--check` it).
+    SqlxPrepare {
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Up { release } => suite::up(release),
+        Task::Test { cargo_args } => suite::test(&cargo_args),
+        Task::SqlxPrepare { check } => suite::sqlx_prepare(check),
+    };
+    if let Err(error) = result {
+        eprintln!("\nerror: {error:#}");
+        std::process::exit(1);
+    }
+}

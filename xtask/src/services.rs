@@ -1,0 +1,319 @@
+//! The services Orion needs on this machine: PostgreSQL, RabbitMQ and a mail catcher. Each is
+//! used if it already answers, started if it is installed but stopped, and installed from the
+//! distribution's packages (or npm, for the mail catcher) on a fresh machine.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::supervisor::Supervisor;
+use crate::workspace;
+
+/// The mail catcher's pinned version: SMTP on one port, a web UI and a REST API on another.
+const MAILDEV: &str = "maildev@2.2.1";
+
+/// Host and port of a service, taken from its URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Endpoint {
+    pub(crate) fn from_url(raw: &str) -> Result<Self> {
+        let url = url::Url::parse(raw).with_context(|| format!("invalid URL {raw:?}"))?;
+        let host = url
+            .host_str()
+            .context("URL has no host")?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .or_else(|| default_port(url.scheme()))
+            .context("URL has no port")?;
+        Ok(Self { host, port })
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self.host.as_str(), "127.0.0.1" | "localhost" | "::1")
+    }
+
+    /// A TCP connection can be opened.
+    pub(crate) fn is_open(&self) -> bool {
+        let Ok(addresses) = (self.host.as_str(), self.port).to_socket_addrs() else {
+            return false;
+        };
+        addresses
+            .into_iter()
+            .any(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+    }
+
+    fn wait_open(&self, what: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_open() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        bail!("{what} did not open {self} within {} s", timeout.as_secs())
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "postgres" | "postgresql" => Some(5432),
+        "amqp" => Some(5672),
+        "smtp" => Some(25),
+        _ => None,
+    }
+}
+
+pub(crate) fn step(message: &str) {
+    println!("==> {message}");
+}
+
+fn done(message: &str) {
+    println!("    ok: {message}");
+}
+
+/// Finds a program on PATH or in the sbin/lib folders where Debian puts server binaries.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(
+        [
+            "/usr/sbin",
+            "/sbin",
+            "/usr/local/sbin",
+            "/usr/lib/rabbitmq/bin",
+        ]
+        .map(PathBuf::from),
+    );
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn quiet(command: &mut Command) -> &mut Command {
+    command.stdout(Stdio::null()).stderr(Stdio::null())
+}
+
+/// Installs Debian packages, or explains how to when that is not possible here.
+fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "{why} is missing and installing it needs root; run: sudo apt-get install -y {}",
+            packages.join(" ")
+        );
+    }
+    if find_program("apt-get").is_none() {
+        bail!(
+            "{why} is missing and this machine has no apt-get; install {} with its package manager",
+            packages.join(" ")
+        );
+    }
+    step(&format!(
+        "installing {} from the distribution's packages",
+        packages.join(", ")
+    ));
+    workspace::run(
+        Command::new("apt-get").arg("update").arg("-q"),
+        "apt-get update",
+    )?;
+    workspace::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &format!("apt-get install {}", packages.join(" ")),
+    )
+}
+
+/// PostgreSQL answering at the database URL's address.
+pub(crate) fn ensure_postgres(database_url: &str) -> Result<()> {
+    let endpoint = Endpoint::from_url(database_url)?;
+    step(&format!("PostgreSQL at {endpoint}"));
+    if endpoint.is_open() {
+        done("already running");
+        return Ok(());
+    }
+    if !endpoint.is_local() {
+        bail!(
+            "PostgreSQL at {endpoint} does not answer; start it, or point ORION_DATABASE_URL at one that does"
+        );
+    }
+    let mut installed_here = false;
+    if find_program("pg_ctlcluster").is_none() {
+        apt_install(&["postgresql"], "PostgreSQL")?;
+        installed_here = true;
+    }
+    start_postgres_clusters()?;
+    if installed_here {
+        trust_local_connections()?;
+    }
+    endpoint.wait_open("PostgreSQL", Duration::from_secs(60))?;
+    done("started");
+    Ok(())
+}
+
+fn start_postgres_clusters() -> Result<()> {
+    let output = Command::new("pg_lsclusters")
+        .arg("--no-header")
+        .output()
+        .context("cannot run pg_lsclusters")?;
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let clusters: Vec<(String, String)> = listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .collect();
+    if clusters.is_empty() {
+        bail!(
+            "PostgreSQL is installed but has no cluster; create one with: pg_createcluster --start <version> main"
+        );
+    }
+    for (version, name) in clusters {
+        // A cluster that is already up makes this fail harmlessly; the port check decides.
+        let _ = quiet(Command::new("pg_ctlcluster").args([
+            "--skip-systemctl-redirect",
+            &version,
+            &name,
+            "start",
+        ]))
+        .status();
+    }
+    Ok(())
+}
+
+/// A fresh Debian install asks for passwords over TCP; the local defaults connect as `postgres`
+/// without one, as a development machine does. Only done for a server this command installed.
+fn trust_local_connections() -> Result<()> {
+    let output = Command::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-tAc", "show hba_file"])
+        .output()
+        .context("cannot ask PostgreSQL for its pg_hba.conf")?;
+    let hba = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if hba.is_empty() {
+        bail!("cannot find pg_hba.conf; allow local trust connections by hand");
+    }
+    let current = std::fs::read_to_string(&hba).with_context(|| format!("cannot read {hba}"))?;
+    let trusted = "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n";
+    std::fs::write(
+        &hba,
+        format!("# Added for local development by Orion's setup.\n{trusted}{current}"),
+    )
+    .with_context(|| format!("cannot write {hba}"))?;
+    workspace::run(
+        Command::new("runuser").args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-qc",
+            "select pg_reload_conf()",
+        ]),
+        "reloading PostgreSQL",
+    )
+}
+
+/// RabbitMQ answering at the AMQP URL's address.
+pub(crate) fn ensure_rabbitmq(amqp_url: &str) -> Result<()> {
+    let endpoint = Endpoint::from_url(amqp_url)?;
+    step(&format!("RabbitMQ at {endpoint}"));
+    if endpoint.is_open() {
+        done("already running");
+        return Ok(());
+    }
+    if !endpoint.is_local() {
+        bail!(
+            "RabbitMQ at {endpoint} does not answer; start it, or point ORION_AMQP_URL at one that does"
+        );
+    }
+    if find_program("rabbitmq-server").is_none() {
+        apt_install(&["rabbitmq-server"], "RabbitMQ")?;
+    }
+    let server =
+        find_program("rabbitmq-server").context("rabbitmq-server not found after installation")?;
+    // `-detached` returns at once; the broker takes a few seconds to open its port.
+    let _ = quiet(Command::new(server).arg("-detached")).status();
+    endpoint.wait_open("RabbitMQ", Duration::from_secs(120))?;
+    done("started");
+    Ok(())
+}
+
+/// A mail catcher on the SMTP URL's port with its web UI on `ui_port`. Returns true if this
+/// command started it (under `supervisor`, which stops it), false if one was already running.
+pub(crate) fn ensure_mail_catcher(
+    smtp_url: &str,
+    ui_port: u16,
+    supervisor: &mut Supervisor,
+) -> Result<bool> {
+    let smtp = Endpoint::from_url(smtp_url)?;
+    step(&format!(
+        "mail catcher at {smtp} (web UI on port {ui_port})"
+    ));
+    if smtp.is_open() {
+        done("already running");
+        return Ok(false);
+    }
+    if !smtp.is_local() {
+        bail!(
+            "the SMTP server at {smtp} does not answer; start it, or point ORION_SMTP_URL at one that does"
+        );
+    }
+    let maildev = install_maildev()?;
+    let mut command = Command::new(&maildev);
+    command.args([
+        "--smtp",
+        &smtp.port.to_string(),
+        "--web",
+        &ui_port.to_string(),
+        "--ip",
+        &smtp.host,
+        "--silent",
+    ]);
+    supervisor.spawn("mail", command)?;
+    smtp.wait_open("the mail catcher", Duration::from_secs(30))?;
+    Endpoint {
+        host: smtp.host.clone(),
+        port: ui_port,
+    }
+    .wait_open("the mail catcher's web UI", Duration::from_secs(30))?;
+    done("started");
+    Ok(true)
+}
+
+/// The maildev binary, installed from npm into the workspace's `.tools/` on first use.
+fn install_maildev() -> Result<PathBuf> {
+    let tools = workspace::root().join(".tools");
+    let binary = tools.join("node_modules/.bin/maildev");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    if find_program("npm").is_none() {
+        apt_install(&["nodejs", "npm"], "Node.js (for the mail catcher)")?;
+    }
+    step(&format!("installing {MAILDEV} from npm into .tools/"));
+    std::fs::create_dir_all(&tools).context("cannot create .tools/")?;
+    workspace::run(
+        Command::new("npm")
+            .args(["install", "--prefix"])
+            .arg(&tools)
+            .args(["--no-audit", "--no-fund", "--loglevel=error", MAILDEV]),
+        "npm install maildev",
+    )?;
+    if !binary.is_file() {
+        bail!("npm installed maildev but {} is missing", binary.display());
+    }
+    Ok(binary)
+}

@@ -1,0 +1,235 @@
+//! The tasks themselves: `up`, `test` and `sqlx-prepare`.
+
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::services::{self, step};
+use crate::supervisor::Supervisor;
+use crate::workspace;
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/orion";
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const DEFAULT_SMTP_URL: &str = "smtp://127.0.0.1:1025";
+const MAIL_UI_PORT: u16 = 1080;
+
+/// The processes of the suite and their addresses (the design's local defaults).
+const API_REPLICAS: [(&str, &str); 2] = [("api-1", "127.0.0.1:8081"), ("api-2", "127.0.0.1:8082")];
+const WORKER: &str = "127.0.0.1:8090";
+const GATEWAY: &str = "127.0.0.1:8080";
+
+/// Service URLs: the `ORION_*` variables when set, else the local defaults.
+struct Urls {
+    database: String,
+    amqp: String,
+    smtp: String,
+}
+
+impl Urls {
+    fn from_env() -> Self {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Self {
+            database: var("ORION_DATABASE_URL", DEFAULT_DATABASE_URL),
+            amqp: var("ORION_AMQP_URL", DEFAULT_AMQP_URL),
+            smtp: var("ORION_SMTP_URL", DEFAULT_SMTP_URL),
+        }
+    }
+
+    /// The same server's maintenance database, where per-test databases are created from.
+    fn maintenance_database(&self) -> Result<String> {
+        let mut url = url::Url::parse(&self.database).context("invalid ORION_DATABASE_URL")?;
+        url.set_path("/postgres");
+        Ok(url.to_string())
+    }
+}
+
+fn provision(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
+    services::ensure_postgres(&urls.database)?;
+    services::ensure_rabbitmq(&urls.amqp)?;
+    services::ensure_mail_catcher(&urls.smtp, MAIL_UI_PORT, supervisor)?;
+    Ok(())
+}
+
+/// Ctrl-C and SIGTERM, as a channel.
+fn stop_signal() -> Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(rx)
+}
+
+pub(crate) fn up(release: bool) -> Result<()> {
+    let stop = stop_signal()?;
+    let urls = Urls::from_env();
+    let mut supervisor = Supervisor::default();
+    provision(&urls, &mut supervisor)?;
+
+    step("building orion-api, orion-worker and orion-gateway");
+    let mut build = workspace::cargo();
+    build
+        .args([
+            "build",
+            "-p",
+            "orion-api",
+            "-p",
+            "orion-worker",
+            "-p",
+            "orion-gateway",
+        ])
+        .env("SQLX_OFFLINE", "true");
+    if release {
+        build.arg("--release");
+    }
+    workspace::run(&mut build, "cargo build")?;
+    let bin = workspace::target_dir()?.join(if release { "release" } else { "debug" });
+
+    let process = |binary: &str, listen: &str| {
+        let mut command = Command::new(bin.join(binary));
+        command
+            .env("ORION_LISTEN", listen)
+            .env("ORION_DATABASE_URL", &urls.database)
+            .env("ORION_AMQP_URL", &urls.amqp)
+            .env("ORION_SMTP_URL", &urls.smtp);
+        command
+    };
+    // The first replica migrates and seeds; the rest find the work done.
+    for (name, address) in API_REPLICAS {
+        step(&format!("starting {name} on {address}"));
+        let mut api = process("orion-api", address);
+        api.env("ORION_INSTANCE_ID", name);
+        supervisor.spawn(name, api)?;
+        supervisor.wait_healthy(name, address, "/health/ready", Duration::from_secs(60))?;
+    }
+    step(&format!("starting the worker on {WORKER}"));
+    supervisor.spawn("worker", process("orion-worker", WORKER))?;
+    supervisor.wait_healthy("worker", WORKER, "/health/ready", Duration::from_secs(60))?;
+    step(&format!("starting the gateway on {GATEWAY}"));
+    let mut gateway = process("orion-gateway", GATEWAY);
+    gateway.env("ORION_UPSTREAMS", API_REPLICAS.map(|(_, a)| a).join(","));
+    supervisor.spawn("gateway", gateway)?;
+    supervisor.wait_healthy("gateway", GATEWAY, "/health/live", Duration::from_secs(30))?;
+
+    print_banner(&urls);
+    supervisor.run_until(&stop)?;
+    step("stopping");
+    supervisor.stop_all();
+    println!("==> all stopped");
+    Ok(())
+}
+
+fn print_banner(urls: &Urls) {
+    let mail_host = services::Endpoint::from_url(&urls.smtp)
+        .map_or_else(|_| "127.0.0.1".to_owned(), |e| e.host);
+    println!(
+        "\n\
+         Orion is running. Press Ctrl-C to stop everything.\n\
+         \n\
+         \x20 gateway        http://{GATEWAY}\n\
+         \x20 orion-api #1   http://{api1}   (health: /health/live, /health/ready)\n\
+         \x20 orion-api #2   http://{api2}\n\
+         \x20 orion-worker   http://{WORKER}/health/ready\n\
+         \x20 mail catcher   http://{mail_host}:{MAIL_UI_PORT}   (SMTP {smtp})\n\
+         \x20 RabbitMQ       {amqp}\n\
+         \x20 PostgreSQL     {database}\n\
+         \n\
+         Dev accounts:\n\
+         \x20 admin      admin@orion.local      / orion-admin-dev\n\
+         \x20 customer   customer@orion.local   / orion-customer-dev\n",
+        api1 = API_REPLICAS[0].1,
+        api2 = API_REPLICAS[1].1,
+        smtp = urls.smtp,
+        amqp = redact(&urls.amqp),
+        database = redact(&urls.database),
+    );
+}
+
+/// A URL without its password, for printing.
+fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
+    let urls = Urls::from_env();
+    let mut supervisor = Supervisor::default();
+    provision(&urls, &mut supervisor)?;
+
+    step("running every test in the workspace");
+    let mut command = workspace::cargo();
+    command.args(["test", "--workspace"]).args(cargo_args);
+    // The tests build their own configuration; a developer's ORION_* settings must not leak in.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ORION_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("SQLX_OFFLINE", "true")
+        .env("DATABASE_URL", urls.maintenance_database()?)
+        .env("ORION_TEST_AMQP_URL", &urls.amqp)
+        .env("ORION_TEST_SMTP_URL", &urls.smtp);
+    let result = workspace::run(&mut command, "cargo test");
+    supervisor.stop_all();
+    result?;
+    println!("==> all tests passed");
+    Ok(())
+}
+
+pub(crate) fn sqlx_prepare(check: bool) -> Result<()> {
+    let urls = Urls::from_env();
+    services::ensure_postgres(&urls.database)?;
+    let has_cli = Command::new("cargo")
+        .args(["sqlx", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cli {
+        step("installing sqlx-cli");
+        workspace::run(
+            workspace::cargo().args([
+                "install",
+                "sqlx-cli",
+                "--version",
+                "0.9.0",
+                "--no-default-features",
+                "--features",
+                "postgres,rustls",
+            ]),
+            "cargo install sqlx-cli",
+        )?;
+    }
+    // A scratch database with exactly the migrations of this checkout.
+    let mut scratch = url::Url::parse(&urls.database).context("invalid ORION_DATABASE_URL")?;
+    scratch.set_path("/orion_sqlx_prepare");
+    let scratch = scratch.to_string();
+    step("migrating a scratch database for the query macros");
+    workspace::run(
+        workspace::cargo()
+            .args(["sqlx", "database", "reset", "-y", "--source", "migrations"])
+            .env("DATABASE_URL", &scratch),
+        "sqlx database reset",
+    )?;
+    step(if check {
+        "checking .sqlx/ is current"
+    } else {
+        "writing .sqlx/"
+    });
+    let mut prepare = workspace::cargo();
+    prepare
+        .args(["sqlx", "prepare", "--workspace"])
+        .env("DATABASE_URL", &scratch)
+        .env_remove("SQLX_OFFLINE");
+    if check {
+        prepare.arg("--check");
+    }
+    workspace::run(&mut prepare, "cargo sqlx prepare")
+}
