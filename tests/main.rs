@@ -1,5 +1,15 @@
 //! End-to-end tests of Orion's processes. This file only lists the modules.
 
+// In a test, a failed unwrap is a failed test with its location; helpers outside `#[test]`
+// functions are test code too.
+#![allow(clippy::unwrap_used)]
+
+mod api_admin;
+mod api_auth;
+mod api_authz;
+mod api_inventory;
+mod api_ops;
+mod api_orders;
 mod config;
 mod lifecycle;
 mod support;

@@ -6,6 +6,7 @@ use orion_persistence::users::{self, NewUser};
 use orion_persistence::{Pool, seed};
 use uuid::Uuid;
 
+use crate::error::ApiError;
 use crate::{Config, Result};
 
 /// Dev-mode accounts, as documented in the README: (email, password, name, role).
@@ -32,7 +33,7 @@ pub(crate) async fn seed_dev_data(pool: &Pool) -> Result<()> {
         .map_err(orion_persistence::Error::from)?;
     let added = seed::seed_catalog(&mut conn).await?;
     for (email, password, name, role) in DEV_ACCOUNTS {
-        let email = Email::parse(email)?;
+        let email = Email::parse(email).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if users::find_user_by_email(&mut conn, &email)
             .await?
             .is_some()
@@ -65,7 +66,7 @@ pub async fn create_admin(
     name: &str,
     password: &str,
 ) -> Result<Uuid> {
-    let email = Email::parse(email)?;
+    let email = Email::parse(email).map_err(|e| ApiError::field("email", e.to_string()))?;
     let password = Password::parse(password)?;
     let pool = orion_persistence::connect(&config.database.database_url, 2).await?;
     orion_persistence::migrate(&pool).await?;

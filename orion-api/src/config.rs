@@ -55,4 +55,24 @@ pub struct Config {
     /// Name of this replica in logs and queue names; defaults to a random one.
     #[arg(long, env = "ORION_INSTANCE_ID")]
     pub instance_id: Option<String>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "ORION_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u32).range(30..=86_400))]
+    pub access_token_ttl_seconds: u32,
+
+    /// Lifetime of refresh tokens, in days.
+    #[arg(long, env = "ORION_REFRESH_TOKEN_TTL_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub refresh_token_ttl_days: u32,
+
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
+    /// Empty: same-origin only.
+    #[arg(long, env = "ORION_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Longest a request may take before it is answered `504`.
+    #[arg(long, env = "ORION_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout_seconds: u64,
 }

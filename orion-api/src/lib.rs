@@ -2,20 +2,52 @@
 //! caller's shutdown future completes, so tests run the real service in-process on port 0.
 
 mod accounts;
+mod api_keys;
 mod config;
+mod docs;
 mod error;
-mod health;
+mod extract;
+mod metrics;
+pub mod models;
+mod routes;
 mod state;
 
 use std::future::Future;
+use std::time::Duration;
 
-use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::response::IntoResponse;
+use axum::{BoxError, Router};
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use accounts::create_admin;
 pub use config::{Cli, Command, Config};
-pub use error::{Error, Result};
+pub use error::{ApiError, Error, Problem, Result};
 pub use state::AppState;
+
+/// The current time at the database's precision (microseconds), so that what a response shows
+/// equals what a later read returns.
+pub(crate) fn now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
+/// Largest accepted request body. Orders of 50 lines are a few kilobytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Connects to the database, applies migrations, seeds demo data in dev mode, then serves HTTP on
 /// `listener` until `shutdown` completes and in-flight requests have finished.
@@ -52,7 +84,101 @@ pub async fn migrate(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Every route of the API.
+/// The API's routes and their OpenAPI document, both from the handlers.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::{admin, auth, health, inventory, orders};
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::me))
+        .routes(routes!(orders::place_order, orders::list_orders))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::timeline))
+        .routes(routes!(orders::cancel_order))
+        .routes(routes!(orders::ship_order))
+        .routes(routes!(orders::deliver_order))
+        .routes(routes!(inventory::list_items, inventory::create_item))
+        .routes(routes!(inventory::get_item, inventory::patch_item))
+        .routes(routes!(inventory::restock))
+        .routes(routes!(admin::stats))
+        .routes(routes!(admin::create_api_key, admin::list_api_keys))
+        .routes(routes!(admin::revoke_api_key))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/api-docs/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// Every route of the API with its middleware: request ids, tracing, metrics, timeouts, body
+/// limits, CORS, and problem+json for unknown routes and methods.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::routes()).with_state(state)
+    let (api, document) = api();
+    // Install the recorder before the first request is counted.
+    let metrics = metrics::handle();
+    let timeout = Duration::from_secs(state.config.request_timeout_seconds);
+    let cors = cors(&state.config.cors_origins);
+    let timeouts = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+            if error.is::<tower::timeout::error::Elapsed>() {
+                ApiError::Timeout(timeout.as_secs()).into_response()
+            } else {
+                ApiError::Internal(error).into_response()
+            }
+        }))
+        .timeout(timeout);
+    api.merge(docs::routes(document))
+        .route("/metrics", axum::routing::get(move || metrics::render(metrics.clone())))
+        .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("this resource does not support that method".into()) })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(timeouts)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(cors)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let request_id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([header::LOCATION, REQUEST_ID])
+        .max_age(Duration::from_secs(600))
 }

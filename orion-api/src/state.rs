@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use orion_auth::TokenKeys;
+use orion_messaging::Broker;
 use orion_persistence::Pool;
+use time::Duration;
 
 use crate::Config;
 
@@ -11,6 +14,9 @@ use crate::Config;
 pub struct AppState {
     pub pool: Pool,
     pub config: Arc<Config>,
+    pub keys: TokenKeys,
+    pub refresh_ttl: Duration,
+    pub broker: Arc<Broker>,
     instance_id: Arc<str>,
 }
 
@@ -20,9 +26,18 @@ impl AppState {
             .instance_id
             .clone()
             .unwrap_or_else(|| format!("api-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let keys = TokenKeys::new(
+            config.jwt_secret.as_bytes(),
+            Duration::seconds(config.access_token_ttl_seconds.into()),
+        );
+        let refresh_ttl = Duration::days(config.refresh_token_ttl_days.into());
+        let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
         Self {
             pool,
             config: Arc::new(config),
+            keys,
+            refresh_ttl,
+            broker,
             instance_id: instance_id.into(),
         }
     }

@@ -1,6 +1,8 @@
 //! The shared harness: Orion's processes started in-process on port 0, each against its own
 //! fresh database, and stopped through the same graceful path as SIGTERM.
 
+mod api;
 mod app;
 
+pub(crate) use api::{ADMIN, CUSTOMER, JWT_SECRET, TestApi, expect_problem, with_token};
 pub(crate) use app::{Running, database_url, signal};

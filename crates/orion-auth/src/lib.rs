@@ -1,8 +1,16 @@
-//! Authentication primitives shared by Orion's processes: password hashing and password rules.
+//! Authentication primitives shared by Orion's processes: passwords (argon2id), access tokens
+//! (HS256 JWTs), opaque secrets for refresh tokens and API keys, roles, scopes and principals.
 
 mod password;
+mod principal;
+mod token;
 
 pub use password::{Password, hash_password, verify_password};
+pub use principal::{Principal, Role, Scope};
+pub use token::{
+    AUDIENCE, AccessClaims, ISSUER, IssuedToken, LEEWAY_SECONDS, TokenKeys, constant_time_eq,
+    random_secret, secret_hash,
+};
 
 /// The one error of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +21,12 @@ pub enum Error {
     PasswordTooSimple,
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error("the access token has expired")]
+    TokenExpired,
+    #[error("the access token is invalid")]
+    InvalidToken,
+    #[error("token signing failed: {0}")]
+    Token(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -145,6 +145,7 @@ pub enum AdjustmentReason {
     Created,
     Restocked,
     Repriced,
+    Renamed,
     ThresholdChanged,
     Reserved,
     Released,

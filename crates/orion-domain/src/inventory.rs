@@ -189,6 +189,10 @@ impl InventoryItem {
         self.price = price;
     }
 
+    pub fn rename(&mut self, name: String) {
+        self.name = name;
+    }
+
     pub fn set_low_stock_threshold(&mut self, threshold: u32) {
         self.low_stock_threshold = threshold;
     }

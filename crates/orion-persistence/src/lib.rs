@@ -4,8 +4,10 @@
 //! so a caller composes several of them in one transaction: an order, its lines, its read model
 //! and its events commit together or not at all.
 
+pub mod credentials;
 mod error;
 pub mod events;
+pub mod idempotency;
 pub mod inventory;
 pub mod orders;
 pub mod read_models;

@@ -1,9 +1,37 @@
-//! Read models: `order_views`, the API's order shape, kept in step with the write side.
+//! Read models: `order_views` (the API's order shape) and `sales_stats` (counts and amounts by
+//! status), kept in step with the write side in the same transaction as each change.
 
-use orion_domain::Order;
+use orion_domain::{Order, OrderStatus};
 use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::{Error, Result};
+
+/// One order as the API shows it.
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    /// The order lines, as serialized `OrderLine`s.
+    pub items: serde_json::Value,
+    pub total_amount: i64,
+    pub currency: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Which orders a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// Only this customer's orders; `None` for everyone's.
+    pub customer_id: Option<Uuid>,
+    pub status: Option<String>,
+    /// Continue after this (created_at, order_id), newest first.
+    pub after: Option<(OffsetDateTime, Uuid)>,
+}
 
 /// Writes the view of an order at `version`. A view never moves backwards: an older version
 /// arriving late (a redelivered projection) leaves a newer view alone.
@@ -36,4 +64,123 @@ pub async fn upsert_order_view(conn: &mut PgConnection, order: &Order, version: 
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Keeps both read models in step with an order that was just placed (`previous` is `None`) or
+/// moved from `previous` to its current status, saved at `version`.
+pub async fn project_order(
+    conn: &mut PgConnection,
+    order: &Order,
+    previous: Option<OrderStatus>,
+    version: i64,
+) -> Result<()> {
+    upsert_order_view(conn, order, version).await?;
+    let currency = order.total().currency();
+    let amount = order.total().amount();
+    if let Some(previous) = previous {
+        sqlx::query!(
+            r#"update sales_stats
+               set order_count = order_count - 1, total_amount = total_amount - $3, updated_at = now()
+               where currency = $1 and status = $2"#,
+            currency.as_str(),
+            previous.as_str(),
+            amount,
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query!(
+        r#"insert into sales_stats (currency, status, order_count, total_amount)
+           values ($1, $2, 1, $3)
+           on conflict (currency, status) do update
+           set order_count = sales_stats.order_count + 1,
+               total_amount = sales_stats.total_amount + excluded.total_amount,
+               updated_at = now()"#,
+        currency.as_str(),
+        order.status().as_str(),
+        amount,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_order_view(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<OrderView>> {
+    let view = sqlx::query_as!(
+        OrderView,
+        r#"select order_id, customer_id, status, failure_reason, items, total_amount, currency,
+                  created_at, updated_at
+           from order_views where order_id = $1"#,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(view)
+}
+
+/// Orders, newest first, at most `limit`.
+pub async fn list_order_views(
+    conn: &mut PgConnection,
+    filter: &OrderFilter,
+    limit: i64,
+) -> Result<Vec<OrderView>> {
+    let (after_time, after_id) = filter.after.unzip();
+    let views = sqlx::query_as!(
+        OrderView,
+        r#"select order_id, customer_id, status, failure_reason, items, total_amount, currency,
+                  created_at, updated_at
+           from order_views
+           where ($1::uuid is null or customer_id = $1)
+             and ($2::text is null or status = $2)
+             and ($3::timestamptz is null or (created_at, order_id) < ($3, $4::uuid))
+           order by created_at desc, order_id desc
+           limit $5"#,
+        filter.customer_id,
+        filter.status,
+        after_time,
+        after_id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(views)
+}
+
+/// Orders and amounts in one status and currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusStats {
+    pub currency: String,
+    pub status: String,
+    pub order_count: i64,
+    pub total_amount: i64,
+}
+
+pub async fn sales_stats(conn: &mut PgConnection) -> Result<Vec<StatusStats>> {
+    let rows = sqlx::query_as!(
+        StatusStats,
+        "select currency, status, order_count, total_amount from sales_stats order by currency, status"
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// An item whose available stock is below its threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowStockItem {
+    pub sku: String,
+    pub name: String,
+    pub available: i32,
+    pub low_stock_threshold: i32,
+}
+
+pub async fn low_stock_items(conn: &mut PgConnection) -> Result<Vec<LowStockItem>> {
+    let rows = sqlx::query_as!(
+        LowStockItem,
+        r#"select sku, name, available, low_stock_threshold from inventory_items
+           where available < low_stock_threshold order by sku"#
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
 }

@@ -1,0 +1,107 @@
+//! The OpenAPI document, generated from the handlers, and the interactive UI at `/docs`.
+//!
+//! The UI is Swagger UI with its files embedded in the binary, so it works without internet
+//! access at build time and at run time.
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Orion API",
+        description = "Orders, inventory and accounts of the Orion order-processing suite. \
+            Errors are RFC 7807 `application/problem+json` documents whose `type` is stable per kind.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "orders", description = "Placing, following and changing orders"),
+        (name = "inventory", description = "The catalog and its stock"),
+        (name = "admin", description = "Sales figures and API keys"),
+        (name = "health", description = "Probes"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An access token from /api/auth/login"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "An integrator's API key (also accepted as `Authorization: ApiKey <key>`)",
+            ))),
+        );
+    }
+}
+
+const SWAGGER_JS: &str = include_str!("../assets/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_CSS: &str = include_str!("../assets/swagger-ui/swagger-ui.css");
+const INDEX: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Orion API</title>
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({ url: "/api-docs/openapi.json", dom_id: "#swagger-ui", deepLinking: true });
+  </script>
+</body>
+</html>
+"##;
+
+/// `/api-docs/openapi.json` and the UI under `/docs`.
+pub(crate) fn routes(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let json = document.to_pretty_json().unwrap_or_default();
+    Router::new()
+        .route(
+            "/api-docs/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json) }),
+        )
+        .route("/docs", get(|| async { Html(INDEX) }))
+        .route("/docs/", get(|| async { Html(INDEX) }))
+        .route(
+            "/docs/swagger-ui-bundle.js",
+            get(|| async { asset("text/javascript", SWAGGER_JS) }),
+        )
+        .route(
+            "/docs/swagger-ui.css",
+            get(|| async { asset("text/css", SWAGGER_CSS) }),
+        )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+}

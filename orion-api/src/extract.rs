@@ -1,0 +1,145 @@
+//! Extractors whose rejections are problem+json, and the caller's identity.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use orion_auth::{Principal, Role, Scope, secret_hash};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::{AppState, api_keys};
+
+/// `axum::Json`, rejecting with problem+json.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(crate) struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path`, rejecting with problem+json.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub T);
+
+/// `axum::extract::Query`, rejecting with problem+json.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct ApiQuery<T>(pub T);
+
+/// The authenticated caller: a bearer access token, or an API key sent as
+/// `Authorization: ApiKey <key>` or `X-Api-Key: <key>`.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let authorization = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default());
+        let api_key_header = parts
+            .headers
+            .get("x-api-key")
+            .map(|v| v.to_str().unwrap_or_default());
+        let principal = match (authorization, api_key_header) {
+            (Some(value), _) => match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    bearer(state, token.trim())?
+                }
+                Some((scheme, key)) if scheme.eq_ignore_ascii_case("apikey") => {
+                    api_key(state, key.trim()).await?
+                }
+                _ => {
+                    return Err(ApiError::Unauthorized(
+                        "the Authorization header must be `Bearer <token>` or `ApiKey <key>`"
+                            .into(),
+                    ));
+                }
+            },
+            (None, Some(key)) => api_key(state, key.trim()).await?,
+            (None, None) => {
+                return Err(ApiError::Unauthorized(
+                    "this endpoint needs an access token or an API key".into(),
+                ));
+            }
+        };
+        Ok(Auth(principal))
+    }
+}
+
+fn bearer(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let claims = state.keys.verify(token)?;
+    Ok(Principal::User {
+        id: claims.sub,
+        role: claims.role,
+    })
+}
+
+async fn api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let invalid = || ApiError::Unauthorized("the API key is invalid or revoked".into());
+    let prefix = api_keys::prefix_of(key).ok_or_else(invalid)?;
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| ApiError::from(orion_persistence::Error::from(e)))?;
+    let record = orion_persistence::credentials::find_api_key_by_prefix(&mut conn, prefix)
+        .await?
+        .ok_or_else(invalid)?;
+    let matches =
+        orion_auth::constant_time_eq(record.key_hash.as_bytes(), secret_hash(key).as_bytes());
+    if !matches || record.revoked_at.is_some() {
+        return Err(invalid());
+    }
+    orion_persistence::credentials::touch_api_key(&mut conn, record.id, OffsetDateTime::now_utc())
+        .await?;
+    let scopes = record
+        .scopes
+        .iter()
+        .filter_map(|s| Scope::parse(s))
+        .collect();
+    Ok(Principal::ApiKey {
+        id: record.id,
+        scopes,
+    })
+}
+
+impl Auth {
+    /// Only admins.
+    pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only admins may do this".into()))
+        }
+    }
+
+    /// A user (customer or admin), not an API key.
+    pub(crate) fn require_user(&self) -> Result<(uuid::Uuid, Role), ApiError> {
+        match self.0 {
+            Principal::User { id, role } => Ok((id, role)),
+            Principal::ApiKey { .. } => Err(ApiError::Forbidden(
+                "this endpoint is for user accounts, not API keys".into(),
+            )),
+        }
+    }
+
+    /// Users, or API keys that carry `scope`.
+    pub(crate) fn require_user_or_scope(&self, scope: Scope) -> Result<(), ApiError> {
+        match &self.0 {
+            Principal::User { .. } => Ok(()),
+            key if key.has_scope(scope) => Ok(()),
+            _ => Err(ApiError::Forbidden(format!(
+                "this API key lacks the `{scope}` scope"
+            ))),
+        }
+    }
+
+    /// May see every order, not only its own.
+    pub(crate) fn sees_all_orders(&self) -> bool {
+        self.0.is_admin() || self.0.has_scope(Scope::OrdersRead)
+    }
+}

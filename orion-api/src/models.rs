@@ -1,0 +1,356 @@
+//! Wire shapes of the REST API (JSON, snake_case), with their OpenAPI schemas.
+
+use orion_domain::{InventoryItem, Money, Order};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// An amount in minor units (cents) of a currency. Never a float.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 4200, "currency": "USD"}))]
+pub struct MoneyBody {
+    /// Minor units, e.g. cents; not negative.
+    #[schema(minimum = 0)]
+    pub amount: i64,
+    /// ISO 4217 code, upper case.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+    pub currency: String,
+}
+
+impl From<Money> for MoneyBody {
+    fn from(money: Money) -> Self {
+        Self {
+            amount: money.amount(),
+            currency: money.currency().to_string(),
+        }
+    }
+}
+
+// ---- accounts ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "a long passphrase", "name": "Ada"}))]
+pub struct RegisterRequest {
+    #[schema(max_length = 254)]
+    pub email: String,
+    /// 10 to 128 characters.
+    #[schema(min_length = 10, max_length = 128)]
+    pub password: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// `customer` or `admin`.
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "customer@orion.local", "password": "orion-customer-dev"}))]
+pub struct LoginRequest {
+    #[schema(max_length = 254)]
+    pub email: String,
+    #[schema(max_length = 512)]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(max_length = 512)]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT to send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Single use: exchange it at `/api/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+// ---- orders ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderLine {
+    #[schema(example = "SKU-1")]
+    pub sku: String,
+    #[schema(minimum = 1, maximum = 1000, example = 2)]
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"items": [{"sku": "SKU-1", "quantity": 2}], "payment_token": "tok_visa"}))]
+pub struct PlaceOrderRequest {
+    /// 1 to 50 lines, one per SKU.
+    pub items: Vec<PlaceOrderLine>,
+    /// Opaque token from the payment form. Tokens starting with `tok_decline` are declined by the
+    /// simulated provider.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub payment_token: Option<String>,
+    /// The customer to order for: required for API keys, allowed for admins, and for customers
+    /// only their own id.
+    #[serde(default)]
+    pub customer_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderItemResponse {
+    pub sku: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: MoneyBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderResponse {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    /// `pending`, `reserved`, `confirmed`, `shipped`, `delivered`, `cancelled` or `failed`.
+    pub status: String,
+    /// `out_of_stock`, `payment_declined` or `timeout` for failed orders, else null.
+    pub failure_reason: Option<String>,
+    pub items: Vec<OrderItemResponse>,
+    pub total: MoneyBody,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<&Order> for OrderResponse {
+    fn from(order: &Order) -> Self {
+        Self {
+            id: order.id().as_uuid(),
+            customer_id: order.customer_id().as_uuid(),
+            status: order.status().as_str().to_owned(),
+            failure_reason: order
+                .status()
+                .failure_reason()
+                .map(|r| r.as_str().to_owned()),
+            items: order
+                .lines()
+                .iter()
+                .map(|l| OrderItemResponse {
+                    sku: l.sku.to_string(),
+                    name: l.name.clone(),
+                    quantity: l.quantity.get(),
+                    unit_price: l.unit_price.into(),
+                })
+                .collect(),
+            total: order.total().into(),
+            created_at: order.created_at(),
+            updated_at: order.updated_at(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<OrderResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct OrderListQuery {
+    /// Only orders in this status.
+    pub status: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEvent {
+    pub id: Uuid,
+    /// The event type, e.g. `order.placed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    pub order_id: Uuid,
+    /// Every domain event of the order, oldest first.
+    pub events: Vec<TimelineEvent>,
+}
+
+// ---- inventory ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryItemResponse {
+    pub sku: String,
+    pub name: String,
+    pub price: MoneyBody,
+    pub available: u32,
+    pub reserved: u32,
+    pub low_stock_threshold: u32,
+}
+
+impl From<&InventoryItem> for InventoryItemResponse {
+    fn from(item: &InventoryItem) -> Self {
+        Self {
+            sku: item.sku().to_string(),
+            name: item.name().to_owned(),
+            price: item.price().into(),
+            available: item.available(),
+            reserved: item.reserved(),
+            low_stock_threshold: item.low_stock_threshold(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryList {
+    pub items: Vec<InventoryItemResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryListQuery {
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "SKU-100", "name": "Travel mug", "price": {"amount": 1599, "currency": "USD"}, "available": 40, "low_stock_threshold": 5}))]
+pub struct CreateItemRequest {
+    pub sku: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    pub price: MoneyBody,
+    /// Initial stock.
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub available: i64,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub low_stock_threshold: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"quantity": 10}))]
+pub struct RestockRequest {
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": {"amount": 2499, "currency": "USD"}, "low_stock_threshold": 8}))]
+pub struct PatchItemRequest {
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub price: Option<MoneyBody>,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub low_stock_threshold: Option<i64>,
+}
+
+// ---- admin ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusCount {
+    pub status: String,
+    pub currency: String,
+    pub count: i64,
+    pub amount: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LowStockEntry {
+    pub sku: String,
+    pub name: String,
+    pub available: i32,
+    pub low_stock_threshold: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    /// Orders and their amounts, by current status and currency.
+    pub orders_by_status: Vec<StatusCount>,
+    /// Revenue per currency: the total of confirmed, shipped and delivered orders.
+    pub revenue: Vec<MoneyBody>,
+    /// Items whose available stock is below their threshold.
+    pub low_stock: Vec<LowStockEntry>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "warehouse sync", "scopes": ["orders:read", "inventory:read"]}))]
+pub struct CreateApiKeyRequest {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Any of `orders:read`, `orders:write`, `inventory:read`.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyResponse {
+    pub id: Uuid,
+    pub name: String,
+    /// The visible start of the key, to tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    #[serde(flatten)]
+    pub key_info: ApiKeyResponse,
+    /// The key itself. Shown this once; only its hash is stored.
+    pub key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub items: Vec<ApiKeyResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Each dependency's state, for readiness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub checks: Option<serde_json::Value>,
+}

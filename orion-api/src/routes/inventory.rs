@@ -1,0 +1,295 @@
+//! The catalog and its stock: public reads, admin changes. Every change is a domain event.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orion_domain::events::{AdjustmentReason, InventoryAdjusted, LowStock};
+use orion_domain::{Currency, DomainEvent, InventoryItem, Money, Quantity, Sku};
+use orion_persistence::events::{self, EventMetadata};
+use orion_persistence::inventory;
+
+use super::orders::page_size;
+use super::{begin, commit, connection};
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::models::{
+    CreateItemRequest, InventoryItemResponse, InventoryList, InventoryListQuery, MoneyBody,
+    PatchItemRequest, RestockRequest,
+};
+
+const SAVE_ATTEMPTS: usize = 3;
+
+fn parse_sku(raw: &str) -> Result<Sku, ApiError> {
+    Sku::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn parse_money(field: &str, body: &MoneyBody) -> Result<Money, ApiError> {
+    let currency = Currency::parse(&body.currency)
+        .map_err(|e| ApiError::field(format!("{field}.currency"), e.to_string()))?;
+    Money::new(body.amount, currency)
+        .map_err(|e| ApiError::field(format!("{field}.amount"), e.to_string()))
+}
+
+fn parse_count(field: &str, value: i64) -> Result<u32, ApiError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|&n| n <= Quantity::MAX)
+        .ok_or_else(|| ApiError::field(field, format!("must be between 0 and {}", Quantity::MAX)))
+}
+
+/// List the catalog with stock levels.
+#[utoipa::path(get, path = "/api/inventory", tag = "inventory",
+    params(InventoryListQuery),
+    responses(
+        (status = 200, description = "A page of items in SKU order", body = InventoryList),
+        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_items(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<InventoryListQuery>,
+) -> Result<Json<InventoryList>, ApiError> {
+    let limit = page_size(query.limit, 50)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| Sku::parse(c).map_err(|_| ApiError::BadRequest("invalid cursor".into())))
+        .transpose()?;
+    let mut items = inventory::list_items(
+        &mut *connection(&state.pool).await?,
+        after.as_ref(),
+        limit + 1,
+    )
+    .await?;
+    let next_cursor = if items.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        items.truncate(items.len() - 1);
+        items.last().map(|i| i.value.sku().to_string())
+    } else {
+        None
+    };
+    Ok(Json(InventoryList {
+        items: items
+            .iter()
+            .map(|i| InventoryItemResponse::from(&i.value))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// One item.
+#[utoipa::path(get, path = "/api/inventory/{sku}", tag = "inventory",
+    params(("sku" = String, Path, description = "The item's SKU")),
+    responses(
+        (status = 200, description = "The item", body = InventoryItemResponse),
+        (status = 400, description = "Not a valid SKU", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_item(
+    State(state): State<AppState>,
+    ApiPath(sku): ApiPath<String>,
+) -> Result<Json<InventoryItemResponse>, ApiError> {
+    let sku = parse_sku(&sku)?;
+    let item = inventory::find_item(&mut *connection(&state.pool).await?, &sku)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no inventory item with SKU {sku}")))?;
+    Ok(Json(InventoryItemResponse::from(&item.value)))
+}
+
+/// Add an item to the catalog (admins).
+#[utoipa::path(post, path = "/api/inventory", tag = "inventory",
+    security(("bearer" = [])),
+    request_body = CreateItemRequest,
+    responses(
+        (status = 201, description = "Created", body = InventoryItemResponse,
+            headers(("Location" = String, description = "The item's URL"))),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The SKU exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid item", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn create_item(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<CreateItemRequest>,
+) -> Result<Response, ApiError> {
+    auth.require_admin()?;
+    let sku = Sku::parse(&body.sku).map_err(|e| ApiError::field("sku", e.to_string()))?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::field("name", "must be 1 to 200 characters"));
+    }
+    let price = parse_money("price", &body.price)?;
+    let available = parse_count("available", body.available)?;
+    let threshold = parse_count("low_stock_threshold", body.low_stock_threshold)?;
+    let item = InventoryItem::new(sku, name.to_owned(), price, available, threshold);
+    let mut tx = begin(&state.pool).await?;
+    inventory::insert_item(&mut tx, &item).await?;
+    record_changes(&mut tx, &item, AdjustmentReason::Created, None).await?;
+    commit(tx).await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(InventoryItemResponse::from(&item)),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/inventory/{}", item.sku())) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Add received units to an item's stock (admins).
+#[utoipa::path(post, path = "/api/inventory/{sku}/restock", tag = "inventory",
+    security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The item's SKU")),
+    request_body = RestockRequest,
+    responses(
+        (status = 200, description = "Restocked", body = InventoryItemResponse),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid quantity", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn restock(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(sku): ApiPath<String>,
+    ApiJson(body): ApiJson<RestockRequest>,
+) -> Result<Json<InventoryItemResponse>, ApiError> {
+    auth.require_admin()?;
+    let sku = parse_sku(&sku)?;
+    let quantity =
+        Quantity::parse(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
+    change_item(&state, &sku, AdjustmentReason::Restocked, |item| {
+        item.restock(quantity).map_err(ApiError::from)
+    })
+    .await
+}
+
+/// Change an item's name, price or low-stock threshold (admins).
+#[utoipa::path(patch, path = "/api/inventory/{sku}", tag = "inventory",
+    security(("bearer" = [])),
+    params(("sku" = String, Path, description = "The item's SKU")),
+    request_body = PatchItemRequest,
+    responses(
+        (status = 200, description = "Changed", body = InventoryItemResponse),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing to change, or an invalid value", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn patch_item(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(sku): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchItemRequest>,
+) -> Result<Json<InventoryItemResponse>, ApiError> {
+    auth.require_admin()?;
+    let sku = parse_sku(&sku)?;
+    let name = match body.name.as_deref().map(str::trim) {
+        Some(n) if n.is_empty() || n.chars().count() > 200 => {
+            return Err(ApiError::field("name", "must be 1 to 200 characters"));
+        }
+        other => other.map(str::to_owned),
+    };
+    let price = body
+        .price
+        .as_ref()
+        .map(|p| parse_money("price", p))
+        .transpose()?;
+    let threshold = body
+        .low_stock_threshold
+        .map(|t| parse_count("low_stock_threshold", t))
+        .transpose()?;
+    if name.is_none() && price.is_none() && threshold.is_none() {
+        return Err(ApiError::field(
+            "body",
+            "give at least one of name, price, low_stock_threshold",
+        ));
+    }
+    let reason = match (price, threshold) {
+        (Some(_), _) => AdjustmentReason::Repriced,
+        (None, Some(_)) => AdjustmentReason::ThresholdChanged,
+        (None, None) => AdjustmentReason::Renamed,
+    };
+    change_item(&state, &sku, reason, move |item| {
+        if let Some(price) = price {
+            if price.currency() != item.price().currency() {
+                return Err(ApiError::field(
+                    "price.currency",
+                    format!("the item is priced in {}", item.price().currency()),
+                ));
+            }
+            item.set_price(price);
+        }
+        if let Some(threshold) = threshold {
+            item.set_low_stock_threshold(threshold);
+        }
+        if let Some(name) = &name {
+            item.rename(name.clone());
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Loads an item, applies `change`, and saves it with its events; retried on a concurrent change.
+async fn change_item(
+    state: &AppState,
+    sku: &Sku,
+    reason: AdjustmentReason,
+    change: impl Fn(&mut InventoryItem) -> Result<(), ApiError>,
+) -> Result<Json<InventoryItemResponse>, ApiError> {
+    for attempt in 1..=SAVE_ATTEMPTS {
+        let mut tx = begin(&state.pool).await?;
+        let loaded = inventory::find_item(&mut tx, sku)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no inventory item with SKU {sku}")))?;
+        let mut item = loaded.value.clone();
+        change(&mut item)?;
+        match inventory::save_item(&mut tx, &item, loaded.version).await {
+            Ok(_) => {}
+            Err(orion_persistence::Error::VersionConflict { .. }) if attempt < SAVE_ATTEMPTS => {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        record_changes(&mut tx, &item, reason, Some(&loaded.value)).await?;
+        commit(tx).await?;
+        return Ok(Json(InventoryItemResponse::from(&item)));
+    }
+    Err(ApiError::Conflict(format!(
+        "item {sku} kept changing; retry"
+    )))
+}
+
+/// Writes `inventory.adjusted`, and `inventory.low_stock` when the change took the item below its
+/// threshold.
+async fn record_changes(
+    conn: &mut sqlx::PgConnection,
+    item: &InventoryItem,
+    reason: AdjustmentReason,
+    before: Option<&InventoryItem>,
+) -> Result<(), ApiError> {
+    let now = crate::now();
+    let metadata = EventMetadata::default();
+    let adjusted = DomainEvent::InventoryAdjusted(InventoryAdjusted {
+        sku: item.sku().clone(),
+        reason,
+        available: item.available(),
+        reserved: item.reserved(),
+        price: item.price(),
+        low_stock_threshold: item.low_stock_threshold(),
+    });
+    events::record_event(conn, &adjusted, &metadata, now).await?;
+    let was_low = before.is_some_and(InventoryItem::is_low);
+    if item.is_low() && !was_low {
+        let low = DomainEvent::InventoryLowStock(LowStock {
+            sku: item.sku().clone(),
+            available: item.available(),
+            low_stock_threshold: item.low_stock_threshold(),
+        });
+        events::record_event(conn, &low, &metadata, now).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Cross-cutting behaviour: problem+json for unknown routes and methods, probes, metrics, request
+//! ids, CORS, the OpenAPI document and its UI.
+
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::support::{TestApi, expect_problem};
+
+#[sqlx::test(migrations = false)]
+async fn unknown_routes_and_methods_are_problems(_: PgPoolOptions, options: PgConnectOptions) {
+    let api = TestApi::spawn(&options).await;
+    expect_problem(
+        api.get("/api/nothing-here", None).send().await.unwrap(),
+        404,
+        "not-found",
+    )
+    .await;
+    let delete = api
+        .client
+        .delete(api.url("/api/inventory"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(delete, 405, "method-not-allowed").await;
+    expect_problem(
+        api.get("/api/orders/42", Some("x")).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn probes_metrics_and_request_ids(_: PgPoolOptions, options: PgConnectOptions) {
+    let api = TestApi::spawn(&options).await;
+    let ready: Value = api
+        .get("/health/ready", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["broker"], "ok");
+
+    let response = api
+        .get("/api/inventory/SKU-1", None)
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "trace-me-123",
+        "a client's request id comes back"
+    );
+    let generated = api.get("/api/inventory/SKU-1", None).send().await.unwrap();
+    assert!(
+        uuid::Uuid::parse_str(generated.headers()["x-request-id"].to_str().unwrap()).is_ok(),
+        "one is made when missing"
+    );
+
+    let metrics = api
+        .get("/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{")
+                && l.contains(r#"route="/api/inventory/{sku}""#)
+                && l.contains(r#"status="200""#)),
+        "request counts by route and status:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket{"),
+        "latency histogram"
+    );
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn cors_answers_only_configured_origins(_: PgPoolOptions, options: PgConnectOptions) {
+    let api = TestApi::spawn_with(&options, &["--cors-origins", "https://shop.example"]).await;
+    let preflight = |origin: &'static str| {
+        api.client
+            .request(reqwest::Method::OPTIONS, api.url("/api/orders"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://shop.example")
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_openapi_document_and_its_ui_are_served(_: PgPoolOptions, options: PgConnectOptions) {
+    let api = TestApi::spawn(&options).await;
+    let document: Value = api
+        .get("/api-docs/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(
+        document,
+        serde_json::to_value(orion_api::openapi()).unwrap()
+    );
+    let page = api
+        .get("/docs", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/api-docs/openapi.json") && page.contains("/docs/swagger-ui-bundle.js"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "nothing is loaded from the internet"
+    );
+    let script = api
+        .get("/docs/swagger-ui-bundle.js", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.text().await.unwrap().len() > 100_000);
+    api.stop().await;
+}
+
+#[test]
+fn the_openapi_document_matches_its_snapshot() {
+    insta::assert_json_snapshot!("openapi", orion_api::openapi());
+}
+
+#[test]
+fn every_operation_documents_its_errors_and_security() {
+    let document = serde_json::to_value(orion_api::openapi()).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 16, "{} paths", paths.len());
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            if path.starts_with("/api/") && !(method == "get" && path.starts_with("/api/inventory"))
+            {
+                assert!(
+                    responses.keys().any(|s| s.starts_with('4')),
+                    "{method} {path} documents no client error"
+                );
+            }
+            let public = path.starts_with("/health")
+                || path.starts_with("/api/auth/") && path != "/api/auth/me"
+                || method == "get" && path.starts_with("/api/inventory");
+            assert_eq!(
+                operation.get("security").is_none(),
+                public,
+                "{method} {path} security"
+            );
+        }
+    }
+    let schemes = document["components"]["securitySchemes"]
+        .as_object()
+        .unwrap();
+    assert!(schemes.contains_key("bearer") && schemes.contains_key("api_key"));
+}

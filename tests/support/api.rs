@@ -1,0 +1,171 @@
+//! A real orion-api on port 0 against a fresh database, with typed helpers.
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
+
+use super::{Running, database_url, signal};
+
+pub(crate) const ADMIN: (&str, &str) = ("admin@orion.local", "orion-admin-dev");
+pub(crate) const CUSTOMER: (&str, &str) = ("customer@orion.local", "orion-customer-dev");
+/// The secret the test API signs with, so tests can forge and expire tokens.
+pub(crate) const JWT_SECRET: &str = "test-secret-for-the-e2e-suite-0123456789";
+
+pub(crate) struct TestApi {
+    pub(crate) running: Running,
+    pub(crate) client: Client,
+    pub(crate) db: String,
+}
+
+impl TestApi {
+    /// Starts the API in dev mode (demo catalog and accounts) on the per-test database.
+    pub(crate) async fn spawn(options: &PgConnectOptions) -> TestApi {
+        Self::spawn_with(options, &[]).await
+    }
+
+    pub(crate) async fn spawn_with(options: &PgConnectOptions, extra: &[&str]) -> TestApi {
+        let db = database_url(options);
+        let mut args = vec![
+            "orion-api",
+            "--database-url",
+            &db,
+            "--database-max-connections",
+            "20",
+            "--jwt-secret",
+            JWT_SECRET,
+        ];
+        let amqp = std::env::var("ORION_TEST_AMQP_URL")
+            .unwrap_or_else(|_| orion_config::defaults::AMQP_URL.to_owned());
+        args.extend(["--amqp-url", &amqp]);
+        args.extend_from_slice(extra);
+        let config = <orion_api::Cli as clap::Parser>::parse_from(args).config;
+        let running =
+            Running::start(|listener, stopped| orion_api::run(config, listener, signal(stopped)))
+                .await;
+        TestApi {
+            running,
+            client: Client::new(),
+            db,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        self.running.url(path)
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub(crate) fn get(&self, path: &str, token: Option<&str>) -> RequestBuilder {
+        with_token(self.request(Method::GET, path), token)
+    }
+
+    pub(crate) fn post(&self, path: &str, token: Option<&str>, body: &Value) -> RequestBuilder {
+        with_token(self.request(Method::POST, path), token).json(body)
+    }
+
+    pub(crate) async fn login(&self, (email, password): (&str, &str)) -> Value {
+        let response = self
+            .post(
+                "/api/auth/login",
+                None,
+                &json!({"email": email, "password": password}),
+            )
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), 200, "login of {email}");
+        response.json().await.expect("token json")
+    }
+
+    pub(crate) async fn token(&self, account: (&str, &str)) -> String {
+        self.login(account).await["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// Registers a new customer and returns (id, access token).
+    pub(crate) async fn new_customer(&self) -> (Uuid, String) {
+        let email = format!("c-{}@example.com", Uuid::now_v7());
+        let password = "a fine long password";
+        let response = self
+            .post(
+                "/api/auth/register",
+                None,
+                &json!({"email": email, "password": password, "name": "Test Customer"}),
+            )
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 201);
+        let user: Value = response.json().await.expect("user json");
+        let id = user["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("user id");
+        (id, self.token((&email, password)).await)
+    }
+
+    /// Places an order and returns its JSON; fails the test unless it was accepted.
+    pub(crate) async fn place_order(&self, token: &str, items: &[(&str, u32)]) -> Value {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(sku, q)| json!({"sku": sku, "quantity": q}))
+            .collect();
+        let response = self
+            .post("/api/orders", Some(token), &json!({"items": items}))
+            .send()
+            .await
+            .expect("place");
+        assert_eq!(response.status(), 202, "placing an order");
+        response.json().await.expect("order json")
+    }
+
+    pub(crate) async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.db)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub(crate) async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+pub(crate) fn with_token(builder: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+    match token {
+        Some(token) => builder.bearer_auth(token),
+        None => builder,
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `type`, returning its body.
+pub(crate) async fn expect_problem(response: Response, status: u16, kind: &str) -> Value {
+    let actual = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(actual, status, "status; body: {body}");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "content type; body: {body}"
+    );
+    assert_eq!(
+        body["type"],
+        format!("urn:orion:problem:{kind}"),
+        "problem type; body: {body}"
+    );
+    assert_eq!(body["status"], status, "problem status field");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "a detail; body: {body}"
+    );
+    body
+}
