@@ -21,6 +21,7 @@ use crate::AppState;
         license(name = "MIT OR Apache-2.0"),
     ),
     modifiers(&SecuritySchemes),
+    components(schemas(crate::models::StatusName)),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "orders", description = "Placing, following and changing orders"),
@@ -53,6 +54,43 @@ impl Modify for SecuritySchemes {
                 "An integrator's API key (also accepted as `Authorization: ApiKey <key>`)",
             ))),
         );
+    }
+}
+
+/// Answers any operation can give that its handler does not name: malformed input, an unusable
+/// body, and an overloaded or unreachable dependency. Applied once the routes have added their
+/// paths.
+pub(crate) struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| problem(description).into());
+                };
+                add("400", "Malformed path, query, header or body");
+                if operation.request_body.is_some() {
+                    add("413", "Body larger than 64 KiB");
+                    add("415", "Body is not `application/json`");
+                    add("422", "Body is JSON but not a valid request");
+                }
+                add("503", "The database is unavailable; retry");
+                add("504", "The request took too long");
+            }
+        }
     }
 }
 

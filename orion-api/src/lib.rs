@@ -87,7 +87,7 @@ pub async fn migrate(config: &Config) -> Result<()> {
 /// The API's routes and their OpenAPI document, both from the handlers.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{admin, auth, health, inventory, orders};
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -106,7 +106,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_api_key))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
-        .split_for_parts()
+        .split_for_parts();
+    utoipa::Modify::modify(&docs::CommonResponses, &mut document);
+    (router, document)
 }
 
 /// The OpenAPI document, as served at `/api-docs/openapi.json`.

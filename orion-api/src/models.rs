@@ -83,10 +83,11 @@ pub struct TokenResponse {
 
 // ---- orders ----
 
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderLine {
-    #[schema(example = "SKU-1")]
+    #[schema(example = "SKU-1", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub sku: String,
     #[schema(minimum = 1, maximum = 1000, example = 2)]
     pub quantity: i64,
@@ -171,13 +172,28 @@ pub struct OrderList {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderListQuery {
-    /// Only orders in this status.
+    /// Only orders in this status; empty for all.
+    #[param(value_type = Option<StatusName>)]
     pub status: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; empty for the first.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
+}
+
+/// An order status, as a filter.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum StatusName {
+    Pending,
+    Reserved,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Failed,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -237,7 +253,8 @@ pub struct InventoryListQuery {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; empty for the first.
+    #[param(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")]
     pub cursor: Option<String>,
 }
 
@@ -245,6 +262,7 @@ pub struct InventoryListQuery {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"sku": "SKU-100", "name": "Travel mug", "price": {"amount": 1599, "currency": "USD"}, "available": 40, "low_stock_threshold": 5}))]
 pub struct CreateItemRequest {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub sku: String,
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,

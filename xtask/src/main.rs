@@ -8,6 +8,7 @@
 // A command-line tool talks to its user on standard output.
 #![allow(clippy::print_stdout)]
 
+mod http;
 mod services;
 mod suite;
 mod supervisor;

@@ -317,3 +317,29 @@ fn install_maildev() -> Result<PathBuf> {
     }
     Ok(binary)
 }
+
+/// The schemathesis version the API's contract tests run with.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// The schemathesis command, installed from PyPI into `.tools/venv` on first use.
+pub(crate) fn install_schemathesis() -> Result<PathBuf> {
+    let venv = workspace::root().join(".tools/venv");
+    let binary = venv.join("bin/schemathesis");
+    let pinned = venv.join(format!(".{SCHEMATHESIS}"));
+    if binary.is_file() && pinned.is_file() {
+        return Ok(binary);
+    }
+    let python = find_program("python3").context("schemathesis needs Python 3; install python3")?;
+    step(&format!("installing {SCHEMATHESIS} from PyPI into .tools/venv"));
+    let created = Command::new(&python).args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
+    if !created {
+        apt_install(&["python3-venv"], "Python's venv module")?;
+        workspace::run(Command::new(&python).args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
+    }
+    workspace::run(
+        Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]),
+        "pip install schemathesis",
+    )?;
+    std::fs::write(&pinned, "").context("cannot mark the schemathesis install")?;
+    Ok(binary)
+}

@@ -2,7 +2,6 @@
 //! stop (SIGTERM, a grace period, then SIGKILL) on Ctrl-C, on error, or when one of them dies.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -52,7 +51,7 @@ impl Supervisor {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             self.check_alive()?;
-            if http_ok(address, path) {
+            if crate::http::get_ok(address, path) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -131,18 +130,4 @@ fn forward(name: &str, stream: impl Read + Send + 'static) {
             let _ = writeln!(stdout.lock(), "{name:>8} | {line}");
         }
     });
-}
-
-/// A minimal HTTP/1.0 GET; enough for a health probe without an HTTP client dependency.
-fn http_ok(address: &str, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(address) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut status_line = String::new();
-    BufReader::new(stream).read_line(&mut status_line).is_ok()
-        && status_line.split_whitespace().nth(1) == Some("200")
 }

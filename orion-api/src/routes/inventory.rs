@@ -54,6 +54,7 @@ pub(crate) async fn list_items(
     let after = query
         .cursor
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(|c| Sku::parse(c).map_err(|_| ApiError::BadRequest("invalid cursor".into())))
         .transpose()?;
     let mut items = inventory::list_items(

@@ -277,7 +277,7 @@ pub(crate) async fn list_orders(
             ApiError::Forbidden("this API key lacks the `orders:read` scope".into())
         })?)
     };
-    let status = match query.status {
+    let status = match query.status.filter(|s| !s.is_empty()) {
         Some(s) if OrderStatus::NAMES.contains(&s.as_str()) => Some(s),
         Some(s) => {
             return Err(ApiError::BadRequest(format!(
@@ -288,7 +288,7 @@ pub(crate) async fn list_orders(
         None => None,
     };
     let limit = page_size(query.limit, 20)?;
-    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = query.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
     let filter = OrderFilter {
         customer_id,
         status,
