@@ -68,18 +68,31 @@ impl Modify for CommonResponses {
         let problem = |description: &str| {
             ResponseBuilder::new()
                 .description(description)
-                .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
                 .build()
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/api/") {
                 continue;
             }
-            let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ];
             for operation in operations.into_iter().flatten() {
                 let responses = &mut operation.responses.responses;
                 let mut add = |status: &str, description: &str| {
-                    responses.entry(status.to_owned()).or_insert_with(|| problem(description).into());
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
                 };
                 add("400", "Malformed path, query, header or body");
                 if operation.request_body.is_some() {

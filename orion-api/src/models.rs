@@ -83,7 +83,6 @@ pub struct TokenResponse {
 
 // ---- orders ----
 
-
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderLine {

@@ -13,7 +13,11 @@ pub(crate) fn get_ok(address: &str, path: &str) -> bool {
 }
 
 /// `POST path` with a JSON body; returns the JSON answer of a 200.
-pub(crate) fn post_json(address: &str, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+pub(crate) fn post_json(
+    address: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value> {
     let (status, text) = request(address, "POST", path, Some(&body.to_string()))?;
     if status != 200 {
         bail!("POST {path} answered {status}: {text}");
@@ -33,9 +37,16 @@ fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Resul
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
-    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status")?;
     let mut rest = String::new();
     reader.read_to_string(&mut rest)?;
-    let text = rest.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    let text = rest
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
     Ok((status, text))
 }

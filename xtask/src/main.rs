@@ -8,6 +8,7 @@
 // A command-line tool talks to its user on standard output.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod http;
 mod services;
 mod suite;
@@ -40,6 +41,13 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Measure `POST /api/orders` on one replica next to pgbench running the same transaction.
+    BenchApi {
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Regenerate the offline query data in `.sqlx/` after changing SQL (or `--check` it).
     SqlxPrepare {
         #[arg(long)]
@@ -53,6 +61,13 @@ fn main() {
         Task::Up { release } => suite::up(release),
         Task::Test { cargo_args } => suite::test(&cargo_args),
         Task::SqlxPrepare { check } => suite::sqlx_prepare(check),
+        Task::BenchApi {
+            concurrency,
+            seconds,
+        } => {
+            let urls = suite::Urls::from_env();
+            bench::bench_api(&urls.database, &urls.amqp, concurrency, seconds)
+        }
     };
     if let Err(error) = result {
         eprintln!("\nerror: {error:#}");

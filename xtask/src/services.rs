@@ -330,14 +330,28 @@ pub(crate) fn install_schemathesis() -> Result<PathBuf> {
         return Ok(binary);
     }
     let python = find_program("python3").context("schemathesis needs Python 3; install python3")?;
-    step(&format!("installing {SCHEMATHESIS} from PyPI into .tools/venv"));
-    let created = Command::new(&python).args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
+    step(&format!(
+        "installing {SCHEMATHESIS} from PyPI into .tools/venv"
+    ));
+    let created = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
     if !created {
         apt_install(&["python3-venv"], "Python's venv module")?;
-        workspace::run(Command::new(&python).args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
+        workspace::run(
+            Command::new(&python).args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        )?;
     }
     workspace::run(
-        Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]),
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SCHEMATHESIS,
+        ]),
         "pip install schemathesis",
     )?;
     std::fs::write(&pinned, "").context("cannot mark the schemathesis install")?;

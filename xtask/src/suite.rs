@@ -21,14 +21,14 @@ const WORKER: &str = "127.0.0.1:8090";
 const GATEWAY: &str = "127.0.0.1:8080";
 
 /// Service URLs: the `ORION_*` variables when set, else the local defaults.
-struct Urls {
-    database: String,
-    amqp: String,
-    smtp: String,
+pub(crate) struct Urls {
+    pub(crate) database: String,
+    pub(crate) amqp: String,
+    pub(crate) smtp: String,
 }
 
 impl Urls {
-    fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         Self {
@@ -178,7 +178,8 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
         .env("DATABASE_URL", urls.maintenance_database()?)
         .env("ORION_TEST_AMQP_URL", &urls.amqp)
         .env("ORION_TEST_SMTP_URL", &urls.smtp);
-    let result = workspace::run(&mut command, "cargo test").and_then(|()| schemathesis(&urls, &mut supervisor));
+    let result = workspace::run(&mut command, "cargo test")
+        .and_then(|()| schemathesis(&urls, &mut supervisor));
     supervisor.stop_all();
     result?;
     println!("==> all tests passed");
@@ -190,9 +191,16 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
 fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
     step("schemathesis against the served OpenAPI document");
     let schemathesis = services::install_schemathesis()?;
-    workspace::run(workspace::cargo().args(["build", "-p", "orion-api"]).env("SQLX_OFFLINE", "true"), "cargo build -p orion-api")?;
+    workspace::run(
+        workspace::cargo()
+            .args(["build", "-p", "orion-api"])
+            .env("SQLX_OFFLINE", "true"),
+        "cargo build -p orion-api",
+    )?;
     let binary = workspace::target_dir()?.join("debug/orion-api");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let address = format!("127.0.0.1:{port}");
     let mut database = url::Url::parse(&urls.database).context("invalid ORION_DATABASE_URL")?;
     database.set_path(&format!("/orion_schemathesis_{}", std::process::id()));
@@ -209,7 +217,9 @@ fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
         "/api/auth/login",
         &serde_json::json!({"email": "admin@orion.local", "password": "orion-admin-dev"}),
     )?;
-    let token = login["access_token"].as_str().context("login gave no access token")?;
+    let token = login["access_token"]
+        .as_str()
+        .context("login gave no access token")?;
     let seed = std::env::var("ORION_SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
     // `positive_data_acceptance` is left out on purpose: business rules rightly refuse some
     // schema-valid requests (unknown SKUs, a wrong password, a second cancellation).
@@ -217,8 +227,21 @@ fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
         Command::new(schemathesis)
             .arg("run")
             .arg(format!("http://{address}/api-docs/openapi.json"))
-            .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-            .args(["--max-examples", "50", "--seed", &seed, "--no-color", "--workers", "2"])
+            .args([
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+            ])
+            .args([
+                "--max-examples",
+                "50",
+                "--seed",
+                &seed,
+                "--no-color",
+                "--workers",
+                "2",
+            ])
             .arg("--header")
             .arg(format!("Authorization: Bearer {token}"))
             .current_dir(workspace::target_dir()?),
@@ -227,7 +250,13 @@ fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
     supervisor.stop_all();
     let _ = Command::new("psql")
         .arg(urls.maintenance_database()?)
-        .args(["-qc", &format!("drop database if exists {}", database.path().trim_start_matches('/'))])
+        .args([
+            "-qc",
+            &format!(
+                "drop database if exists {}",
+                database.path().trim_start_matches('/')
+            ),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status();

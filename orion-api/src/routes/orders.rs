@@ -288,7 +288,12 @@ pub(crate) async fn list_orders(
         None => None,
     };
     let limit = page_size(query.limit, 20)?;
-    let after = query.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
+    let after = query
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
     let filter = OrderFilter {
         customer_id,
         status,

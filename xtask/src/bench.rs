@@ -1,0 +1,174 @@
+//! `cargo xtask bench-api`: `POST /api/orders` throughput and latency on one API replica, next to
+//! pgbench running the same SQL transaction against the same database, in one run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::services::{self, step};
+use crate::supervisor::Supervisor;
+use crate::workspace;
+
+pub(crate) fn bench_api(
+    database_url: &str,
+    amqp_url: &str,
+    concurrency: u16,
+    seconds: u64,
+) -> Result<()> {
+    services::ensure_postgres(database_url)?;
+    services::ensure_rabbitmq(amqp_url)?;
+    let pgbench = Command::new("pgbench")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !pgbench {
+        bail!(
+            "pgbench is missing; it comes with PostgreSQL's client package (postgresql-client or postgresql-contrib)"
+        );
+    }
+    step("building orion-api and orion-load (release)");
+    workspace::run(
+        workspace::cargo()
+            .args(["build", "--release", "-p", "orion-api", "-p", "orion-load"])
+            .env("SQLX_OFFLINE", "true"),
+        "cargo build --release",
+    )?;
+    let bin = workspace::target_dir()?.join("release");
+
+    let mut database = url::Url::parse(database_url).context("invalid ORION_DATABASE_URL")?;
+    database.set_path("/orion_bench");
+    let mut maintenance = database.clone();
+    maintenance.set_path("/postgres");
+    psql(maintenance.as_str(), "drop database if exists orion_bench")?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut supervisor = Supervisor::default();
+    let mut api = Command::new(bin.join("orion-api"));
+    api.env("ORION_LISTEN", &address)
+        .env("ORION_DATABASE_URL", database.as_str())
+        .env("ORION_AMQP_URL", amqp_url)
+        .env("RUST_LOG", "warn");
+    supervisor.spawn("api", api)?;
+    supervisor.wait_healthy("api", &address, "/health/live", Duration::from_secs(60))?;
+
+    step(&format!(
+        "orion-load: POST /api/orders, {concurrency} connections, {seconds} s"
+    ));
+    let load = Command::new(bin.join("orion-load"))
+        .args([
+            "--url",
+            &format!("http://{address}"),
+            "--scenario",
+            "place-order",
+        ])
+        .args([
+            "--concurrency",
+            &concurrency.to_string(),
+            "--duration",
+            &seconds.to_string(),
+        ])
+        .output()
+        .context("cannot run orion-load")?;
+    let api_line = String::from_utf8_lossy(&load.stdout).trim().to_owned();
+    if !load.status.success() {
+        bail!(
+            "orion-load failed: {api_line} {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+    }
+    supervisor.stop_all();
+
+    step(&format!(
+        "pgbench: the same transaction, {concurrency} clients, {seconds} s"
+    ));
+    let customer = psql_value(
+        database.as_str(),
+        "select id from users where email = 'customer@orion.local'",
+    )?;
+    let script = workspace::root().join("crates/orion-load/pgbench/place_order.sql");
+    let logs = workspace::target_dir()?.join("pgbench-logs");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs)?;
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2", "-l", "--log-prefix"])
+        .arg(logs.join("tx"))
+        .args(["-c", &concurrency.to_string(), "-T", &seconds.to_string()])
+        .arg("-D")
+        .arg(format!("customer={customer}"))
+        .arg("-f")
+        .arg(&script)
+        .arg(database.as_str())
+        .current_dir(&logs)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run pgbench")?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("pgbench failed:\n{report}");
+    }
+    let tps = report
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|t| t.parse::<f64>().ok())
+        .context("no tps in the pgbench report")?;
+    let (p50, p99) = pgbench_percentiles(&logs)?;
+    let api_rps: f64 = field(&api_line, "rps").unwrap_or(0.0);
+
+    println!("\n{api_line}");
+    println!("pgbench same-transaction tps={tps:.1} p50_ms={p50:.2} p99_ms={p99:.2}");
+    println!("ratio api/pgbench throughput={:.2}", api_rps / tps);
+    let _ = psql(maintenance.as_str(), "drop database if exists orion_bench");
+    Ok(())
+}
+
+fn field(line: &str, name: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+/// Latency percentiles from pgbench's per-transaction logs (third column, microseconds).
+fn pgbench_percentiles(dir: &Path) -> Result<(f64, f64)> {
+    let mut latencies: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        latencies.extend(
+            text.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()),
+        );
+    }
+    if latencies.is_empty() {
+        bail!("pgbench wrote no transaction log");
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    Ok((at(0.50), at(0.99)))
+}
+
+fn psql(url: &str, sql: &str) -> Result<()> {
+    workspace::run(
+        Command::new("psql")
+            .arg(url)
+            .args(["-qc", sql])
+            .stdout(Stdio::null()),
+        "psql",
+    )
+}
+
+fn psql_value(url: &str, sql: &str) -> Result<String> {
+    let output = Command::new("psql")
+        .arg(url)
+        .args(["-tAc", sql])
+        .output()
+        .context("cannot run psql")?;
+    let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if value.is_empty() {
+        bail!("no answer to: {sql}");
+    }
+    Ok(value)
+}
