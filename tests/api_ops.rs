@@ -189,23 +189,45 @@ fn every_operation_documents_its_errors_and_security() {
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_request_that_takes_too_long_is_answered_504_and_changes_nothing(_: PgPoolOptions, options: PgConnectOptions) {
+async fn a_request_that_takes_too_long_is_answered_504_and_changes_nothing(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let api = TestApi::spawn_with(&options, &["--request-timeout-seconds", "1"]).await;
     let admin = crate::support::ADMIN;
     let token = api.token(admin).await;
     let pool = api.pool().await;
     // Another transaction holds the item's row, so the restock waits on its lock past the timeout.
     let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("select 1 from inventory_items where sku = 'SKU-1' for update").execute(&mut *blocker).await.unwrap();
+    sqlx::query("select 1 from inventory_items where sku = 'SKU-1' for update")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
-    let response = api.post("/api/inventory/SKU-1/restock", Some(&token), &serde_json::json!({"quantity": 5})).send().await.unwrap();
+    let response = api
+        .post(
+            "/api/inventory/SKU-1/restock",
+            Some(&token),
+            &serde_json::json!({"quantity": 5}),
+        )
+        .send()
+        .await
+        .unwrap();
     expect_problem(response, 504, "timeout").await;
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     blocker.rollback().await.unwrap();
 
-    let available: i32 = sqlx::query_scalar("select available from inventory_items where sku = 'SKU-1'").fetch_one(&pool).await.unwrap();
+    let available: i32 =
+        sqlx::query_scalar("select available from inventory_items where sku = 'SKU-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(available, 100, "the abandoned restock was rolled back");
-    let events: i64 = sqlx::query_scalar("select count(*) from outbox where aggregate_id = 'SKU-1'").fetch_one(&pool).await.unwrap();
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from outbox where aggregate_id = 'SKU-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(events, 0);
     api.stop().await;
 }
