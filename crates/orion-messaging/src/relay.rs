@@ -1,0 +1,220 @@
+//! The outbox relay: publishes events that transactions wrote to the outbox, marking each only
+//! after the broker confirmed it. At-least-once, in order per aggregate, safe to run in every
+//! process at once. Woken by `LISTEN orion_outbox` and a slow poll; backs off while the database or
+//! the broker is down.
+
+use std::future::Future;
+use std::time::Duration;
+
+use orion_persistence::Pool;
+use orion_persistence::outbox::{self, PendingEvent};
+use sqlx::postgres::PgListener;
+use time::OffsetDateTime;
+
+use crate::{Envelope, Error, Publisher, Result};
+
+/// Tunables of a relay.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Rows claimed per round.
+    pub batch: i64,
+    /// How long a claim holds before another relay may take the rows.
+    pub lease: time::Duration,
+    /// Poll interval when no notification arrives.
+    pub poll: Duration,
+    /// Published rows older than this are deleted.
+    pub retention: time::Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            lease: time::Duration::seconds(30),
+            poll: Duration::from_secs(1),
+            retention: time::Duration::hours(24),
+        }
+    }
+}
+
+/// Publishes outbox rows.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay {
+    pool: Pool,
+    publisher: Publisher,
+    source: String,
+    settings: RelaySettings,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    pub claimed: usize,
+    pub published: usize,
+    pub failed: usize,
+}
+
+impl OutboxRelay {
+    /// `source` names the process in every envelope (`orion-api`, `orion-worker`).
+    pub fn new(
+        pool: Pool,
+        publisher: Publisher,
+        source: impl Into<String>,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            pool,
+            publisher,
+            source: source.into(),
+            settings,
+        }
+    }
+
+    /// Claims one batch and publishes it. A broker that cannot be reached ends the round early
+    /// with an error; rows that were not published stay unpublished.
+    pub async fn relay_once(&self) -> Result<RoundReport> {
+        let now = OffsetDateTime::now_utc();
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(orion_persistence::Error::from)?;
+        let batch =
+            outbox::claim_outbox_batch(&mut conn, self.settings.batch, self.settings.lease, now)
+                .await?;
+        let mut report = RoundReport {
+            claimed: batch.len(),
+            ..RoundReport::default()
+        };
+        let mut published = Vec::with_capacity(batch.len());
+        let mut outcome = Ok(());
+        for (index, event) in batch.iter().enumerate() {
+            match self.publisher.publish(&self.envelope(event)).await {
+                Ok(()) => published.push(event.seq),
+                Err(error @ (Error::Nacked | Error::Unroutable(_) | Error::Encode(_))) => {
+                    // This message is the problem, not the broker: park the row for a while.
+                    report.failed += 1;
+                    let retry_at = OffsetDateTime::now_utc() + backoff(event.attempts);
+                    tracing::warn!(event.id = %event.id, event.type = %event.event_type, %error, "publication failed; will retry");
+                    outbox::mark_failed(&mut conn, event.seq, &error.to_string(), retry_at).await?;
+                }
+                Err(error) => {
+                    // The broker is unreachable: give the rest back at once and stop this round.
+                    let rest: Vec<i64> = batch[index..].iter().map(|e| e.seq).collect();
+                    outbox::release_claims(&mut conn, &rest).await?;
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        outbox::mark_published(&mut conn, &published, OffsetDateTime::now_utc()).await?;
+        report.published = published.len();
+        if report.published > 0 {
+            metrics::counter!("outbox_published_total").increment(report.published as u64);
+        }
+        outcome.map(|()| report)
+    }
+
+    fn envelope(&self, event: &PendingEvent) -> Envelope {
+        Envelope {
+            specversion: Envelope::SPEC_VERSION.to_owned(),
+            id: event.id,
+            kind: event.event_type.clone(),
+            source: self.source.clone(),
+            time: event.created_at,
+            subject: event.aggregate_id.clone(),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+            traceparent: event.metadata.traceparent.clone(),
+            datacontenttype: "application/json".to_owned(),
+            data: event.payload.clone(),
+        }
+    }
+
+    /// Relays until `shutdown` completes: drains the outbox whenever notified or polled, backs off
+    /// after errors, reports its lag and cleans up old rows.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut listener: Option<PgListener> = None;
+        let mut failures: u32 = 0;
+        let mut last_cleanup = OffsetDateTime::UNIX_EPOCH;
+        loop {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            let round = self.drain().await;
+            match round {
+                Ok(()) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, failures, "outbox relay round failed; backing off");
+                }
+            }
+            self.report_lag().await;
+            if OffsetDateTime::now_utc() - last_cleanup > time::Duration::minutes(10) {
+                last_cleanup = OffsetDateTime::now_utc();
+                self.clean_up().await;
+            }
+            let wait = if failures == 0 {
+                self.settings.poll
+            } else {
+                Duration::from_millis(250u64.saturating_mul(1 << failures.min(7)))
+                    .min(Duration::from_secs(30))
+            };
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(drop).map_err(drop),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                result = notified => if result.is_err() { listener = None },
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn drain(&self) -> Result<()> {
+        loop {
+            let report = self.relay_once().await?;
+            if report.claimed < usize::try_from(self.settings.batch).unwrap_or(usize::MAX)
+                || report.published == 0
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen("orion_outbox").await.ok()?;
+        Some(listener)
+    }
+
+    async fn report_lag(&self) {
+        if let Ok(mut conn) = self.pool.acquire().await
+            && let Ok(lag) = outbox::outbox_lag_seconds(&mut conn, OffsetDateTime::now_utc()).await
+        {
+            metrics::gauge!("outbox_lag_seconds").set(lag);
+        }
+    }
+
+    async fn clean_up(&self) {
+        let before = OffsetDateTime::now_utc() - self.settings.retention;
+        if let Ok(mut conn) = self.pool.acquire().await {
+            match outbox::delete_published_before(&mut conn, before).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "old published outbox rows removed"),
+                Err(error) => tracing::warn!(%error, "outbox clean-up failed"),
+            }
+        }
+    }
+}
+
+/// Delay before a failed event is tried again: 2^attempts seconds, at most 5 minutes.
+fn backoff(attempts: i32) -> time::Duration {
+    let exponent = u32::try_from(attempts.clamp(0, 8)).unwrap_or(8);
+    time::Duration::seconds(2i64.pow(exponent)).min(time::Duration::minutes(5))
+}

@@ -1,0 +1,180 @@
+//! Every exchange and queue of Orion, named from one `Topology { prefix }` so that tests can
+//! isolate themselves on a shared broker with a random prefix.
+//!
+//! - `orion.events`: the topic exchange every domain event is published to, routing key = type.
+//! - Work queues `orion.saga`, `orion.email`, `orion.projections`: durable, quorum type.
+//! - Per work queue, retry queues `<queue>.retry.<n>` with growing TTLs whose messages
+//!   dead-letter back into the work queue: exponential backoff without a scheduler.
+//! - `orion.dead`: the parking queue for messages that failed for good.
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::Result;
+
+/// Delays of the retry levels, in milliseconds: 1 s, 5 s, 30 s.
+pub const RETRY_DELAYS_MS: [u32; 3] = [1_000, 5_000, 30_000];
+
+/// A queue the worker consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkQueue {
+    Saga,
+    Email,
+    Projections,
+}
+
+impl WorkQueue {
+    pub const ALL: [WorkQueue; 3] = [Self::Saga, Self::Email, Self::Projections];
+
+    fn base_name(self) -> &'static str {
+        match self {
+            Self::Saga => "orion.saga",
+            Self::Email => "orion.email",
+            Self::Projections => "orion.projections",
+        }
+    }
+
+    /// The routing-key patterns the queue is bound with.
+    pub fn bindings(self) -> &'static [&'static str] {
+        match self {
+            Self::Saga => &["order.*", "inventory.*", "payment.*"],
+            Self::Email => &["order.*", "inventory.low_stock"],
+            Self::Projections => &["#"],
+        }
+    }
+}
+
+/// Names of everything on the broker, under a prefix (empty in production).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The topic exchange of domain events.
+    pub fn events_exchange(&self) -> String {
+        format!("{}orion.events", self.prefix)
+    }
+
+    pub fn queue(&self, queue: WorkQueue) -> String {
+        format!("{}{}", self.prefix, queue.base_name())
+    }
+
+    /// The retry queue of `level` (0-based) for `queue`.
+    pub fn retry_queue(&self, queue: WorkQueue, level: usize) -> String {
+        format!("{}.retry.{}", self.queue(queue), level + 1)
+    }
+
+    /// Where messages that failed for good are parked.
+    pub fn dead_queue(&self) -> String {
+        format!("{}orion.dead", self.prefix)
+    }
+
+    /// Every queue, for declaring and for clean-up.
+    pub fn all_queues(&self) -> Vec<String> {
+        let mut queues = Vec::new();
+        for queue in WorkQueue::ALL {
+            queues.push(self.queue(queue));
+            queues.extend((0..RETRY_DELAYS_MS.len()).map(|level| self.retry_queue(queue, level)));
+        }
+        queues.push(self.dead_queue());
+        queues
+    }
+
+    /// Declares everything. Idempotent: declaring again with the same arguments changes nothing.
+    pub async fn declare(&self, channel: &Channel) -> Result<()> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.events_exchange().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        for queue in WorkQueue::ALL {
+            let name = self.queue(queue);
+            declare_queue(channel, &name, quorum()).await?;
+            for pattern in queue.bindings() {
+                channel
+                    .queue_bind(
+                        name.clone().into(),
+                        self.events_exchange().into(),
+                        (*pattern).into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+            for (level, delay) in RETRY_DELAYS_MS.into_iter().enumerate() {
+                // Expired messages go through the default exchange straight back to the work queue.
+                let mut arguments = quorum();
+                arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(delay));
+                arguments.insert(
+                    "x-dead-letter-exchange".into(),
+                    AMQPValue::LongString(LongString::from("")),
+                );
+                arguments.insert(
+                    "x-dead-letter-routing-key".into(),
+                    AMQPValue::LongString(LongString::from(name.as_str())),
+                );
+                declare_queue(channel, &self.retry_queue(queue, level), arguments).await?;
+            }
+        }
+        declare_queue(channel, &self.dead_queue(), quorum()).await?;
+        Ok(())
+    }
+
+    /// Removes everything this topology declared (tests clean up after themselves with it).
+    pub async fn delete(&self, channel: &Channel) -> Result<()> {
+        for queue in self.all_queues() {
+            channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        channel
+            .exchange_delete(
+                self.events_exchange().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    arguments
+}
+
+async fn declare_queue(channel: &Channel, name: &str, arguments: FieldTable) -> Result<()> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(name.into(), options, arguments)
+        .await?;
+    Ok(())
+}

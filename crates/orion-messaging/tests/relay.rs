@@ -1,0 +1,218 @@
+//! The outbox relay against real PostgreSQL and RabbitMQ.
+
+// In a test, a failed unwrap is a failed test with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use lapin::options::BasicGetOptions;
+use orion_domain::events::{AdjustmentReason, InventoryAdjusted};
+use orion_domain::{Currency, DomainEvent, Money, Sku};
+use orion_messaging::{
+    Broker, Envelope, OutboxRelay, Publisher, RelaySettings, Topology, WorkQueue,
+};
+use orion_persistence::events::{self, EventMetadata};
+use orion_persistence::{MIGRATOR, Pool, outbox};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn broker() -> Arc<Broker> {
+    let url = std::env::var("ORION_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    Arc::new(Broker::new(url))
+}
+
+fn adjusted(sku: &str, available: u32) -> DomainEvent {
+    DomainEvent::InventoryAdjusted(InventoryAdjusted {
+        sku: Sku::parse(sku).unwrap(),
+        reason: AdjustmentReason::Restocked,
+        available,
+        reserved: 0,
+        price: Money::new(100, Currency::USD).unwrap(),
+        low_stock_threshold: 0,
+    })
+}
+
+async fn record(pool: &Pool, event: &DomainEvent) -> Uuid {
+    let mut conn = pool.acquire().await.unwrap();
+    events::record_event(
+        &mut conn,
+        event,
+        &EventMetadata {
+            correlation_id: Some(Uuid::now_v7()),
+            ..Default::default()
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn drain_queue(channel: &lapin::Channel, queue: &str) -> Vec<Envelope> {
+    let mut received = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        received.push(Envelope::from_bytes(&message.delivery.data).unwrap());
+    }
+    received
+}
+
+async fn unpublished(pool: &Pool) -> i64 {
+    sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn relay(pool: &Pool, broker: Arc<Broker>, topology: &Topology) -> OutboxRelay {
+    OutboxRelay::new(
+        pool.clone(),
+        Publisher::new(broker, topology.clone()),
+        "orion-tests",
+        RelaySettings::default(),
+    )
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn events_are_published_in_order_and_marked_only_after_the_confirm(pool: Pool) {
+    let broker = broker();
+    let topology = Topology::new(format!("test-{}.", Uuid::new_v4().simple()));
+    let first = record(&pool, &adjusted("A", 1)).await;
+    let second = record(&pool, &adjusted("A", 2)).await;
+    let other = record(&pool, &adjusted("B", 1)).await;
+    let relay = relay(&pool, broker.clone(), &topology);
+
+    // One event per aggregate per round: A's second waits for A's first.
+    let round = relay.relay_once().await.unwrap();
+    assert_eq!((round.claimed, round.published), (2, 2));
+    let round = relay.relay_once().await.unwrap();
+    assert_eq!((round.claimed, round.published), (1, 1));
+    assert_eq!(relay.relay_once().await.unwrap().claimed, 0);
+    assert_eq!(unpublished(&pool).await, 0);
+
+    let channel = broker.channel().await.unwrap();
+    let received = drain_queue(&channel, &topology.queue(WorkQueue::Projections)).await;
+    let ids: Vec<Uuid> = received.iter().map(|e| e.id).collect();
+    let position = |id| ids.iter().position(|x| *x == id).unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(position(first) < position(second), "A's events in order");
+    assert!(ids.contains(&other));
+    assert_eq!(received[0].kind, "inventory.adjusted");
+    assert_eq!(received[0].source, "orion-tests");
+    assert!(received[0].correlation_id.is_some());
+    topology.delete(&channel).await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_relays_publish_each_event_exactly_once(pool: Pool) {
+    let broker = broker();
+    let topology = Topology::new(format!("test-{}.", Uuid::new_v4().simple()));
+    for i in 0..60 {
+        record(&pool, &adjusted(&format!("S{}", i % 20), i)).await;
+    }
+    let a = relay(&pool, broker.clone(), &topology);
+    let b = relay(&pool, broker.clone(), &topology);
+    for _ in 0..10 {
+        let (ra, rb) = tokio::join!(a.relay_once(), b.relay_once());
+        ra.unwrap();
+        rb.unwrap();
+    }
+    assert_eq!(unpublished(&pool).await, 0);
+    let channel = broker.channel().await.unwrap();
+    let received = drain_queue(&channel, &topology.queue(WorkQueue::Projections)).await;
+    let mut ids: Vec<Uuid> = received.iter().map(|e| e.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (received.len(), ids.len()),
+        (60, 60),
+        "60 events, no duplicates"
+    );
+    topology.delete(&channel).await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_unreachable_broker_leaves_everything_unpublished_and_claimable(pool: Pool) {
+    record(&pool, &adjusted("A", 1)).await;
+    record(&pool, &adjusted("B", 1)).await;
+    let down = Arc::new(Broker::new("amqp://guest:guest@127.0.0.1:1/%2f"));
+    let relay = relay(&pool, down, &Topology::new("unused."));
+    assert!(relay.relay_once().await.is_err());
+    assert_eq!(unpublished(&pool).await, 2);
+    let claimed: i64 =
+        sqlx::query_scalar("select count(*) from outbox where claimed_until is not null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(claimed, 0, "claims given back at once");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_unroutable_event_is_parked_with_its_error_not_retried_in_a_loop(pool: Pool) {
+    let broker = broker();
+    let topology = Topology::new(format!("test-{}.", Uuid::new_v4().simple()));
+    let channel = broker.channel().await.unwrap();
+    // The publisher declares the topology when it opens its channel; remove the queues after that.
+    let publisher = Publisher::new(broker.clone(), topology.clone());
+    let relay = OutboxRelay::new(
+        pool.clone(),
+        publisher.clone(),
+        "orion-tests",
+        RelaySettings::default(),
+    );
+    record(&pool, &adjusted("A", 1)).await;
+    let _ = relay.relay_once().await.unwrap();
+    for queue in topology.all_queues() {
+        channel
+            .queue_delete(queue.into(), Default::default())
+            .await
+            .unwrap();
+    }
+    record(&pool, &adjusted("B", 1)).await;
+    let round = relay.relay_once().await.unwrap();
+    assert_eq!((round.claimed, round.published, round.failed), (1, 0, 1));
+    let (error, retry_at): (Option<String>, Option<OffsetDateTime>) =
+        sqlx::query_as("select last_error, claimed_until from outbox where published_at is null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(error.unwrap().contains("no queue is bound"));
+    assert!(
+        retry_at.unwrap() > OffsetDateTime::now_utc(),
+        "parked until later"
+    );
+    assert_eq!(
+        relay.relay_once().await.unwrap().claimed,
+        0,
+        "not claimed again right away"
+    );
+    topology.delete(&channel).await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_crashed_relays_claim_comes_back_after_its_lease(pool: Pool) {
+    record(&pool, &adjusted("A", 1)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let claimed = outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30), now)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // The claimer dies here. Within the lease nobody else gets the row...
+    assert!(
+        outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...after it, the row is claimable again.
+    let later = now + time::Duration::seconds(31);
+    let reclaimed = outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30), later)
+        .await
+        .unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].attempts, 2);
+}

@@ -1,0 +1,136 @@
+//! The relay's side of the outbox: claiming rows to publish, and recording the outcome.
+//!
+//! Claims use `FOR UPDATE SKIP LOCKED` and a lease (`claimed_until`), so any number of relays can
+//! run: none waits on another, and a crashed relay's rows come back when its lease ends. A row is
+//! claimable only when no earlier row of the same aggregate is still unpublished, which keeps
+//! each aggregate's events in order across relays.
+
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::Result;
+use crate::events::EventMetadata;
+
+/// An event to publish.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub seq: i64,
+    pub id: Uuid,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub created_at: OffsetDateTime,
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` publishable events for `lease`, oldest first.
+pub async fn claim_outbox_batch(
+    conn: &mut PgConnection,
+    limit: i64,
+    lease: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<PendingEvent>> {
+    let rows = sqlx::query!(
+        r#"update outbox o
+           set claimed_until = $3, attempts = o.attempts + 1
+           where o.seq in (
+               select c.seq from outbox c
+               where c.published_at is null
+                 and (c.claimed_until is null or c.claimed_until < $2)
+                 and not exists (
+                     select 1 from outbox e
+                     where e.aggregate_id = c.aggregate_id and e.published_at is null and e.seq < c.seq)
+               order by c.seq
+               limit $1
+               for update skip locked)
+           returning o.seq, o.id, o.aggregate_id, o.event_type, o.payload, o.headers, o.created_at, o.attempts"#,
+        limit,
+        now,
+        now + lease,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut events: Vec<PendingEvent> = rows
+        .into_iter()
+        .map(|r| PendingEvent {
+            seq: r.seq,
+            id: r.id,
+            aggregate_id: r.aggregate_id,
+            event_type: r.event_type,
+            payload: r.payload,
+            metadata: serde_json::from_value(r.headers).unwrap_or_default(),
+            created_at: r.created_at,
+            attempts: r.attempts,
+        })
+        .collect();
+    events.sort_by_key(|e| e.seq);
+    Ok(events)
+}
+
+/// Marks events published: only ever after the broker confirmed them.
+pub async fn mark_published(
+    conn: &mut PgConnection,
+    seqs: &[i64],
+    now: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query!(
+        "update outbox set published_at = $2, claimed_until = null, last_error = null where seq = any($1)",
+        seqs,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed publication and keeps the row away until `retry_at`, so a poison row is
+/// retried with backoff instead of spinning.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    seq: i64,
+    error: &str,
+    retry_at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query!(
+        "update outbox set last_error = $2, claimed_until = $3 where seq = $1",
+        seq,
+        error,
+        retry_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Age of the oldest unpublished event, in seconds (0 when there is none): the relay's lag.
+pub async fn outbox_lag_seconds(conn: &mut PgConnection, now: OffsetDateTime) -> Result<f64> {
+    let oldest =
+        sqlx::query_scalar!("select min(created_at) from outbox where published_at is null")
+            .fetch_one(conn)
+            .await?;
+    Ok(oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)))
+}
+
+/// Deletes events published before `before`; returns how many.
+pub async fn delete_published_before(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> Result<u64> {
+    let done = sqlx::query!("delete from outbox where published_at < $1", before)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Gives claimed rows back at once (the broker went away mid-batch).
+pub async fn release_claims(conn: &mut PgConnection, seqs: &[i64]) -> Result<()> {
+    sqlx::query!(
+        "update outbox set claimed_until = null where seq = any($1) and published_at is null",
+        seqs
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
