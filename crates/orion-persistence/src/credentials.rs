@@ -38,6 +38,33 @@ pub async fn insert_refresh_token(
     Ok(())
 }
 
+/// The family of a refresh token, without locking anything.
+pub async fn find_refresh_family(
+    conn: &mut PgConnection,
+    token_hash: &str,
+) -> Result<Option<Uuid>> {
+    let family = sqlx::query_scalar!(
+        "select family_id from refresh_tokens where token_hash = $1",
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(family)
+}
+
+/// Serializes every refresh of one family until the transaction ends. Taken before any token's
+/// row lock, so a reuse's revocation sees every token the family has, including one a concurrent
+/// refresh is about to commit.
+pub async fn lock_refresh_family(conn: &mut PgConnection, family_id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended($1::text, 1))",
+        family_id.to_string()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Finds a refresh token by hash and locks it, so two concurrent refreshes with one token cannot
 /// both succeed.
 pub async fn lock_refresh_token(

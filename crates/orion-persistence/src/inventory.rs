@@ -255,20 +255,28 @@ pub async fn reserve_stock(
     if !shortages.is_empty() {
         return Err(Error::InsufficientStock(shortages));
     }
-    let inserted = sqlx::query!(
+    // `do nothing` rather than catching the key violation, which would abort the caller's transaction.
+    let inserted = sqlx::query_scalar!(
         r#"insert into inventory_reservations (order_id, sku, quantity)
-           select $1, w.sku, w.quantity from unnest($2::text[], $3::int4[]) as w(sku, quantity)"#,
+           select $1, w.sku, w.quantity from unnest($2::text[], $3::int4[]) as w(sku, quantity)
+           on conflict on constraint inventory_reservations_pk do nothing
+           returning sku"#,
         order_id.as_uuid(),
         &skus,
         &quantities,
     )
-    .execute(&mut *conn)
-    .await;
-    match inserted.map_err(Error::from) {
-        Err(e) if e.constraint() == Some("inventory_reservations_pk") => {
-            return Err(Error::AlreadyReserved(order_id));
-        }
-        other => other.map(drop)?,
+    .fetch_all(&mut *conn)
+    .await?;
+    if inserted.len() != skus.len() {
+        // Take back what this statement added; the stock counters are untouched so far.
+        sqlx::query!(
+            "delete from inventory_reservations where order_id = $1 and sku = any($2)",
+            order_id.as_uuid(),
+            &inserted,
+        )
+        .execute(&mut *conn)
+        .await?;
+        return Err(Error::AlreadyReserved(order_id));
     }
     let rows = sqlx::query!(
         r#"update inventory_items i

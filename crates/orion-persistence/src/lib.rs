@@ -10,6 +10,7 @@ pub mod events;
 pub mod idempotency;
 pub mod inventory;
 pub mod orders;
+pub mod outbox;
 pub mod read_models;
 pub mod seed;
 pub mod users;

@@ -33,15 +33,19 @@ pub struct OrderFilter {
     pub after: Option<(OffsetDateTime, Uuid)>,
 }
 
-/// Writes the view of an order at `version`. A view never moves backwards: an older version
-/// arriving late (a redelivered projection) leaves a newer view alone.
+/// Writes the view of an order at `version`; returns whether it did. A view never moves
+/// backwards: an older version arriving late (a redelivered projection) leaves a newer view alone.
 #[tracing::instrument(skip_all, fields(order.id = %order.id()))]
-pub async fn upsert_order_view(conn: &mut PgConnection, order: &Order, version: i64) -> Result<()> {
+pub async fn upsert_order_view(
+    conn: &mut PgConnection,
+    order: &Order,
+    version: i64,
+) -> Result<bool> {
     let status = order.status();
     let currency = order.total().currency();
     let items =
         serde_json::to_value(order.lines()).map_err(|e| Error::corrupt("order_views", e))?;
-    sqlx::query!(
+    let written = sqlx::query_scalar!(
         r#"insert into order_views
                (order_id, customer_id, status, failure_reason, items, total_amount, currency,
                 created_at, updated_at, version)
@@ -49,7 +53,8 @@ pub async fn upsert_order_view(conn: &mut PgConnection, order: &Order, version: 
            on conflict (order_id) do update
            set status = excluded.status, failure_reason = excluded.failure_reason,
                updated_at = excluded.updated_at, version = excluded.version
-           where order_views.version < excluded.version"#,
+           where order_views.version < excluded.version
+           returning order_id"#,
         order.id().as_uuid(),
         order.customer_id().as_uuid(),
         status.as_str(),
@@ -61,9 +66,9 @@ pub async fn upsert_order_view(conn: &mut PgConnection, order: &Order, version: 
         order.updated_at(),
         version,
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(written.is_some())
 }
 
 /// Keeps both read models in step with an order that was just placed (`previous` is `None`) or
@@ -74,7 +79,10 @@ pub async fn project_order(
     previous: Option<OrderStatus>,
     version: i64,
 ) -> Result<()> {
-    upsert_order_view(conn, order, version).await?;
+    if !upsert_order_view(conn, order, version).await? {
+        // This version (or a later one) is already counted.
+        return Ok(());
+    }
     let currency = order.total().currency();
     let amount = order.total().amount();
     if let Some(previous) = previous {

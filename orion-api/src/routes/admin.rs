@@ -42,7 +42,7 @@ pub(crate) async fn stats(
         .filter(|r| REVENUE_STATUSES.contains(&r.status.as_str()))
     {
         match revenue.iter_mut().find(|m| m.currency == row.currency) {
-            Some(total) => total.amount += row.total_amount,
+            Some(total) => total.amount = total.amount.saturating_add(row.total_amount),
             None => revenue.push(MoneyBody {
                 amount: row.total_amount,
                 currency: row.currency.clone(),
@@ -101,10 +101,7 @@ pub(crate) async fn create_api_key(
 ) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
     auth.require_admin()?;
     let (admin_id, _) = auth.require_user()?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::field("name", "must be 1 to 200 characters"));
-    }
+    let name = super::display_name("name", &body.name)?;
     if body.scopes.is_empty() {
         return Err(ApiError::field("scopes", "give at least one scope"));
     }

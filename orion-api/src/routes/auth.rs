@@ -47,10 +47,7 @@ pub(crate) async fn register(
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::field("email", e.to_string()))?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::field("name", "must be 1 to 200 characters"));
-    }
+    let name = crate::routes::display_name("name", &body.name)?;
     let password = Password::parse(&body.password)?;
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
@@ -120,8 +117,13 @@ pub(crate) async fn refresh(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let refused = |why: &str| ApiError::Unauthorized(format!("the refresh token {why}"));
     let now = crate::now();
+    let hash = secret_hash(&body.refresh_token);
     let mut tx = begin(&state.pool).await?;
-    let token = credentials::lock_refresh_token(&mut tx, &secret_hash(&body.refresh_token))
+    let family = credentials::find_refresh_family(&mut tx, &hash)
+        .await?
+        .ok_or_else(|| refused("is not valid"))?;
+    credentials::lock_refresh_family(&mut tx, family).await?;
+    let token = credentials::lock_refresh_token(&mut tx, &hash)
         .await?
         .ok_or_else(|| refused("is not valid"))?;
     if token.revoked_at.is_some() {

@@ -116,10 +116,7 @@ pub(crate) async fn create_item(
 ) -> Result<Response, ApiError> {
     auth.require_admin()?;
     let sku = Sku::parse(&body.sku).map_err(|e| ApiError::field("sku", e.to_string()))?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::field("name", "must be 1 to 200 characters"));
-    }
+    let name = super::display_name("name", &body.name)?;
     let price = parse_money("price", &body.price)?;
     let available = parse_count("available", body.available)?;
     let threshold = parse_count("low_stock_threshold", body.low_stock_threshold)?;

@@ -33,7 +33,20 @@ pub(crate) async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Re
         .map_err(|e| ApiError::from(orion_persistence::Error::from(e)))
 }
 
-fn unavailable(error: orion_persistence::Error) -> ApiError {
+/// A trimmed display name of 1 to 200 characters without control characters (PostgreSQL refuses
+/// NUL in text, and the others have no business in a name).
+pub(crate) fn display_name<'a>(field: &str, raw: &'a str) -> Result<&'a str, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            field,
+            "must be 1 to 200 characters, without control characters",
+        ));
+    }
+    Ok(name)
+}
+
+pub(crate) fn unavailable(error: orion_persistence::Error) -> ApiError {
     tracing::warn!(%error, "database unavailable");
     ApiError::Unavailable("the database is unavailable; retry shortly".into())
 }

@@ -246,7 +246,8 @@ fn validate_payment_token(token: Option<&str>) -> Result<Option<&str>, ApiError>
     }
 }
 
-/// Identifies a placement request for idempotency: the canonical JSON of its body.
+/// Identifies a placement request for idempotency: the canonical JSON of its body. Keys are only
+/// honoured on `POST /api/orders`, so method and path need not be part of it.
 fn request_hash(body: &PlaceOrderRequest) -> String {
     let canonical = serde_json::to_vec(body).unwrap_or_default();
     Sha256::digest(&canonical)
@@ -335,7 +336,10 @@ fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
     let text = String::from_utf8(raw).map_err(|_| invalid())?;
     let (nanos, id) = text.split_once('|').ok_or_else(invalid)?;
     let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
-    let created_at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
+    let created_at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .filter(|t| (1970..=9999).contains(&t.year()))
+        .ok_or_else(invalid)?;
     Ok((created_at, id.parse().map_err(|_| invalid())?))
 }
 
