@@ -612,3 +612,52 @@ async fn status_changes_follow_the_domain(_: PgPoolOptions, options: PgConnectOp
     .await;
     api.stop().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_placed_order_reaches_the_broker_through_the_outbox(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let token = api.token(CUSTOMER).await;
+    let order = api.place_order(&token, &[("SKU-3", 1)]).await;
+    let pool = api.pool().await;
+    let event_id: uuid::Uuid =
+        sqlx::query_scalar("select id from outbox where event_type = 'order.placed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    // The API's own relay publishes it (woken by NOTIFY) and marks it after the confirm.
+    let channel = api.channel().await;
+    let queue = api.topology.queue(orion_messaging::WorkQueue::Saga);
+    let mut delivered = None;
+    for _ in 0..100 {
+        if let Ok(Some(message)) = channel
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+        {
+            delivered =
+                Some(orion_messaging::Envelope::from_bytes(&message.delivery.data).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let envelope = delivered.expect("order.placed reached the saga queue within 5 s");
+    assert_eq!(envelope.id, event_id, "message id = event id");
+    assert_eq!(envelope.kind, "order.placed");
+    assert_eq!(envelope.subject, order["id"].as_str().unwrap());
+    assert_eq!(envelope.source, "orion-api");
+    assert_eq!(envelope.data["order_id"], order["id"]);
+    let published: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("select published_at from outbox where id = $1")
+            .bind(event_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(published.is_some(), "marked published after the confirm");
+    api.stop().await;
+}

@@ -71,6 +71,11 @@ pub struct Config {
     #[arg(long, env = "ORION_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Run an outbox relay in this process (the default). Turn off to leave publishing to other
+    /// processes.
+    #[arg(long, env = "ORION_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_relay: bool,
+
     /// Longest a request may take before it is answered `504`.
     #[arg(long, env = "ORION_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]

@@ -20,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::IntoResponse;
 use axum::{BoxError, Router};
+use orion_messaging::{OutboxRelay, RelaySettings};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -67,11 +68,25 @@ pub async fn run(
         accounts::seed_dev_data(&pool).await?;
     }
     let state = AppState::new(config, pool);
+    // Every process relays the outbox unless told not to; the relays share the work safely.
+    let relay = state.config.outbox_relay.then(|| {
+        OutboxRelay::new(
+            state.pool.clone(),
+            state.publisher.clone(),
+            "orion-api",
+            RelaySettings::default(),
+        )
+        .spawn()
+    });
     let address = listener.local_addr()?;
     tracing::info!(%address, instance = %state.instance_id(), "orion-api listening");
-    axum::serve(listener, router(state))
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    if let Some(relay) = relay {
+        relay.stop().await;
+    }
+    served?;
     tracing::info!("orion-api stopped");
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use orion_auth::TokenKeys;
-use orion_messaging::Broker;
+use orion_messaging::{Broker, Publisher, Topology};
 use orion_persistence::Pool;
 use time::Duration;
 
@@ -17,6 +17,7 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub refresh_ttl: Duration,
     pub broker: Arc<Broker>,
+    pub publisher: Publisher,
     instance_id: Arc<str>,
 }
 
@@ -32,12 +33,17 @@ impl AppState {
         );
         let refresh_ttl = Duration::days(config.refresh_token_ttl_days.into());
         let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
+        let publisher = Publisher::new(
+            broker.clone(),
+            Topology::new(config.amqp.amqp_prefix.clone()),
+        );
         Self {
             pool,
             config: Arc::new(config),
             keys,
             refresh_ttl,
             broker,
+            publisher,
             instance_id: instance_id.into(),
         }
     }

@@ -1,35 +1,52 @@
 //! Liveness and readiness probes of the worker.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use orion_messaging::Broker;
 use orion_persistence::Pool;
 use serde_json::{Value, json};
 
-pub(crate) fn routes(pool: Pool) -> Router {
+#[derive(Clone)]
+struct Probes {
+    pool: Pool,
+    broker: Arc<Broker>,
+}
+
+pub(crate) fn routes(pool: Pool, broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .with_state(pool)
+        .with_state(Probes { pool, broker })
 }
 
 async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn ready(State(pool): State<Pool>) -> (StatusCode, Json<Value>) {
-    match orion_persistence::ping(&pool).await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "checks": { "database": "ok" } })),
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "readiness: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "checks": { "database": "unreachable" } })),
-            )
-        }
+/// Ready when the database and the broker answer.
+async fn ready(State(probes): State<Probes>) -> (StatusCode, Json<Value>) {
+    let (database, broker) =
+        tokio::join!(orion_persistence::ping(&probes.pool), probes.broker.check());
+    if let Err(error) = &database {
+        tracing::warn!(%error, "readiness: database unreachable");
     }
+    if let Err(error) = &broker {
+        tracing::warn!(%error, "readiness: broker unreachable");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let ready = database.is_ok() && broker.is_ok();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let checks = json!({ "database": word(database.is_ok()), "broker": word(broker.is_ok()) });
+    (
+        status,
+        Json(json!({ "status": if ready { "ok" } else { "unavailable" }, "checks": checks })),
+    )
 }

@@ -6,7 +6,10 @@ mod health;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, defaults};
+use orion_messaging::{Broker, OutboxRelay, Publisher, RelaySettings, Topology};
 use tokio::net::TcpListener;
 
 /// Orion's worker: the order saga, payments, email and read-model projections.
@@ -53,11 +56,25 @@ pub async fn run(
     )
     .await?;
     orion_persistence::migrate(&pool).await?;
+    let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
+    let publisher = Publisher::new(
+        broker.clone(),
+        Topology::new(config.amqp.amqp_prefix.clone()),
+    );
+    let relay = OutboxRelay::new(
+        pool.clone(),
+        publisher,
+        "orion-worker",
+        RelaySettings::default(),
+    )
+    .spawn();
     let address = listener.local_addr()?;
     tracing::info!(%address, "orion-worker listening");
-    axum::serve(listener, health::routes(pool))
+    let served = axum::serve(listener, health::routes(pool, broker))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    relay.stop().await;
+    served?;
     tracing::info!("orion-worker stopped");
     Ok(())
 }

@@ -16,6 +16,9 @@ pub(crate) struct TestApi {
     pub(crate) running: Running,
     pub(crate) client: Client,
     pub(crate) db: String,
+    /// This test's own exchange and queues on the shared broker.
+    pub(crate) topology: orion_messaging::Topology,
+    amqp: String,
 }
 
 impl TestApi {
@@ -35,9 +38,9 @@ impl TestApi {
             "--jwt-secret",
             JWT_SECRET,
         ];
-        let amqp = std::env::var("ORION_TEST_AMQP_URL")
-            .unwrap_or_else(|_| orion_config::defaults::AMQP_URL.to_owned());
-        args.extend(["--amqp-url", &amqp]);
+        let amqp = amqp_url();
+        let prefix = format!("test-{}.", Uuid::new_v4().simple());
+        args.extend(["--amqp-url", &amqp, "--amqp-prefix", &prefix]);
         args.extend_from_slice(extra);
         let config = <orion_api::Cli as clap::Parser>::parse_from(args).config;
         let running =
@@ -47,6 +50,8 @@ impl TestApi {
             running,
             client: Client::new(),
             db,
+            topology: orion_messaging::Topology::new(prefix),
+            amqp,
         }
     }
 
@@ -130,9 +135,26 @@ impl TestApi {
             .expect("connect to the test database")
     }
 
-    pub(crate) async fn stop(self) {
-        self.running.stop().await;
+    /// A channel on the test's broker.
+    pub(crate) async fn channel(&self) -> lapin::Channel {
+        orion_messaging::Broker::new(self.amqp.clone())
+            .channel()
+            .await
+            .expect("broker channel")
     }
+
+    /// Stops the API and removes this test's exchange and queues.
+    pub(crate) async fn stop(self) {
+        let channel = self.channel().await;
+        self.running.stop().await;
+        // Nothing to remove when no event was published (the topology is declared on first use).
+        let _ = self.topology.delete(&channel).await;
+    }
+}
+
+pub(crate) fn amqp_url() -> String {
+    std::env::var("ORION_TEST_AMQP_URL")
+        .unwrap_or_else(|_| orion_config::defaults::AMQP_URL.to_owned())
 }
 
 pub(crate) fn with_token(builder: RequestBuilder, token: Option<&str>) -> RequestBuilder {

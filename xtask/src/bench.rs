@@ -52,6 +52,7 @@ pub(crate) fn bench_api(
     api.env("ORION_LISTEN", &address)
         .env("ORION_DATABASE_URL", database.as_str())
         .env("ORION_AMQP_URL", amqp_url)
+        .env("ORION_OUTBOX_RELAY", "false")
         .env("RUST_LOG", "warn");
     supervisor.spawn("api", api)?;
     supervisor.wait_healthy("api", &address, "/health/live", Duration::from_secs(60))?;

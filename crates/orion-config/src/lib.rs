@@ -83,6 +83,11 @@ pub struct AmqpArgs {
     /// RabbitMQ URL.
     #[arg(long = "amqp-url", env = "ORION_AMQP_URL", default_value = defaults::AMQP_URL, hide_env_values = true)]
     pub amqp_url: String,
+
+    /// Prefix of every exchange and queue name, so that several installations (or test runs)
+    /// can share one broker. Empty in a normal installation.
+    #[arg(long = "amqp-prefix", env = "ORION_AMQP_PREFIX", default_value = "")]
+    pub amqp_prefix: String,
 }
 
 /// Refuses a JWT signing secret that is the development default or too short outside dev mode.

@@ -10,7 +10,7 @@ mod topology;
 pub use broker::Broker;
 pub use envelope::Envelope;
 pub use publisher::Publisher;
-pub use relay::{OutboxRelay, RelaySettings, RoundReport};
+pub use relay::{OutboxRelay, RelaySettings, RoundReport, RunningRelay};
 pub use topology::{RETRY_DELAYS_MS, Topology, WorkQueue};
 
 /// The one error of this crate.

@@ -46,6 +46,23 @@ pub struct OutboxRelay {
     settings: RelaySettings,
 }
 
+/// A relay running in the background, owned by whoever spawned it.
+#[derive(Debug)]
+pub struct RunningRelay {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningRelay {
+    /// Asks the relay to stop after its current round and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+    }
+}
+
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RoundReport {
@@ -129,6 +146,15 @@ impl OutboxRelay {
             datacontenttype: "application/json".to_owned(),
             data: event.payload.clone(),
         }
+    }
+
+    /// Runs the relay on the runtime until [`RunningRelay::stop`].
+    pub fn spawn(self) -> RunningRelay {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(self.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        RunningRelay { stop, task }
     }
 
     /// Relays until `shutdown` completes: drains the outbox whenever notified or polled, backs off
