@@ -652,12 +652,19 @@ async fn a_placed_order_reaches_the_broker_through_the_outbox(
     assert_eq!(envelope.subject, order["id"].as_str().unwrap());
     assert_eq!(envelope.source, "orion-api");
     assert_eq!(envelope.data["order_id"], order["id"]);
-    let published: Option<time::OffsetDateTime> =
-        sqlx::query_scalar("select published_at from outbox where id = $1")
+    // The row is marked only after the broker's confirm, so a moment after the message arrives.
+    let mut published: Option<time::OffsetDateTime> = None;
+    for _ in 0..100 {
+        published = sqlx::query_scalar("select published_at from outbox where id = $1")
             .bind(event_id)
             .fetch_one(&pool)
             .await
             .unwrap();
+        if published.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(published.is_some(), "marked published after the confirm");
     api.stop().await;
 }

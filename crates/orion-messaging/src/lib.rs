@@ -2,12 +2,16 @@
 //! prefix), the message envelope, and publishing with confirms.
 
 mod broker;
+mod consumer;
 mod envelope;
 mod publisher;
 mod relay;
 mod topology;
 
 pub use broker::Broker;
+pub use consumer::{
+    ATTEMPTS_HEADER, ConsumerSettings, ERROR_HEADER, HandlerError, ORIGIN_HEADER, QueueConsumer,
+};
 pub use envelope::Envelope;
 pub use publisher::Publisher;
 pub use relay::{OutboxRelay, RelaySettings, RoundReport, RunningRelay};

@@ -8,6 +8,7 @@ pub mod credentials;
 mod error;
 pub mod events;
 pub mod idempotency;
+pub mod inbox;
 pub mod inventory;
 pub mod orders;
 pub mod outbox;

@@ -1,0 +1,296 @@
+//! The queue consumer against a real RabbitMQ, each test under its own prefix.
+
+// In a test, a failed unwrap is a failed test with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::types::AMQPValue;
+use orion_messaging::{
+    ATTEMPTS_HEADER, Broker, ConsumerSettings, ERROR_HEADER, Envelope, HandlerError, Publisher,
+    QueueConsumer, Topology, WorkQueue,
+};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+fn broker() -> Arc<Broker> {
+    let url = std::env::var("ORION_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    Arc::new(Broker::new(url))
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        specversion: Envelope::SPEC_VERSION.into(),
+        id: Uuid::now_v7(),
+        kind: "order.placed".into(),
+        source: "orion-tests".into(),
+        time: OffsetDateTime::now_utc(),
+        subject: "subject".into(),
+        correlation_id: None,
+        causation_id: None,
+        traceparent: None,
+        datacontenttype: "application/json".into(),
+        data: serde_json::json!({}),
+    }
+}
+
+struct Fixture {
+    broker: Arc<Broker>,
+    topology: Topology,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    /// Starts a consumer of the saga queue with `handler`.
+    async fn start<H, F>(settings: ConsumerSettings, handler: H) -> Fixture
+    where
+        H: Fn(Envelope) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let broker = broker();
+        let topology = Topology::new(format!("test-{}.", Uuid::new_v4().simple()));
+        topology
+            .declare(&broker.channel().await.unwrap())
+            .await
+            .unwrap();
+        let consumer =
+            QueueConsumer::new(broker.clone(), topology.clone(), WorkQueue::Saga, settings);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(consumer.run(handler, async move {
+            let _ = stopped.await;
+        }));
+        Fixture {
+            broker,
+            topology,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn publish(&self, envelope: &Envelope) {
+        Publisher::new(self.broker.clone(), self.topology.clone())
+            .publish(envelope)
+            .await
+            .unwrap();
+    }
+
+    async fn publish_raw(&self, body: &[u8]) {
+        let channel = self.broker.confirm_channel().await.unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                self.topology.queue(WorkQueue::Saga).as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    async fn dead_letter(&self) -> Option<lapin::message::BasicGetMessage> {
+        let channel = self.broker.channel().await.unwrap();
+        for _ in 0..100 {
+            if let Some(message) = channel
+                .basic_get(
+                    self.topology.dead_queue().as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap()
+            {
+                return Some(message);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    async fn queue_is_empty(&self) -> bool {
+        let channel = self.broker.channel().await.unwrap();
+        let queue = channel
+            .queue_declare(
+                self.topology.queue(WorkQueue::Saga).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        queue.message_count() == 0 && queue.consumer_count() <= 1
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
+            .await
+            .expect("stops within 10 s")
+            .unwrap();
+        let channel = self.broker.channel().await.unwrap();
+        self.topology.delete(&channel).await.unwrap();
+    }
+}
+
+async fn wait_until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+#[tokio::test]
+async fn handled_messages_are_acked() {
+    let seen = Arc::new(AtomicU32::new(0));
+    let counter = seen.clone();
+    let fixture = Fixture::start(ConsumerSettings::default(), move |_| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        fixture.publish(&envelope()).await;
+    }
+    wait_until(|| seen.load(Ordering::SeqCst) == 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fixture.queue_is_empty().await);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_message_comes_back_through_the_retry_queue() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let fixture = Fixture::start(ConsumerSettings::default(), move |_| {
+        let counter = counter.clone();
+        async move {
+            match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(HandlerError::Retryable("database hiccup".into())),
+                _ => Ok(()),
+            }
+        }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    fixture.publish(&envelope()).await;
+    wait_until(|| calls.load(Ordering::SeqCst) == 2).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "retried after the first delay, not at once"
+    );
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_parked_with_its_error() {
+    let settings = ConsumerSettings {
+        max_attempts: 2,
+        ..ConsumerSettings::default()
+    };
+    let fixture = Fixture::start(settings, |_| async {
+        Err(HandlerError::Retryable("always broken".into()))
+    })
+    .await;
+    let sent = envelope();
+    fixture.publish(&sent).await;
+    let parked = fixture.dead_letter().await.expect("parked");
+    assert_eq!(
+        Envelope::from_bytes(&parked.delivery.data).unwrap().id,
+        sent.id
+    );
+    let headers = parked.delivery.properties.headers().clone().unwrap();
+    assert_eq!(
+        headers.inner().get(ATTEMPTS_HEADER),
+        Some(&AMQPValue::LongUInt(2))
+    );
+    assert!(
+        matches!(headers.inner().get(ERROR_HEADER), Some(AMQPValue::LongString(e)) if e.to_string().contains("always broken"))
+    );
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_messages_are_parked_at_once() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let fixture = Fixture::start(ConsumerSettings::default(), move |_| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await;
+    fixture.publish_raw(b"this is not an envelope").await;
+    let parked = fixture.dead_letter().await.expect("parked");
+    assert_eq!(parked.delivery.data, b"this is not an envelope");
+    let headers = parked.delivery.properties.headers().clone().unwrap();
+    assert_eq!(
+        headers.inner().get(ATTEMPTS_HEADER),
+        Some(&AMQPValue::LongUInt(1))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never saw it");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_and_acks_the_message_in_flight() {
+    let finished = Arc::new(AtomicU32::new(0));
+    let started = Arc::new(AtomicU32::new(0));
+    let (done, begun) = (finished.clone(), started.clone());
+    let fixture = Fixture::start(ConsumerSettings::default(), move |_| {
+        let (done, begun) = (done.clone(), begun.clone());
+        async move {
+            begun.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await;
+    fixture.publish(&envelope()).await;
+    wait_until(|| started.load(Ordering::SeqCst) == 1).await;
+    let broker = fixture.broker.clone();
+    let topology = fixture.topology.clone();
+    fixture.stop_without_cleanup().await;
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the handler ran to the end before the consumer stopped"
+    );
+    let channel = broker.channel().await.unwrap();
+    let left = channel
+        .basic_get(
+            topology.queue(WorkQueue::Saga).as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap();
+    assert!(left.is_none(), "acked, so not redelivered");
+    topology.delete(&channel).await.unwrap();
+}
+
+impl Fixture {
+    async fn stop_without_cleanup(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
+            .await
+            .expect("stops within 10 s")
+            .unwrap();
+    }
+}

@@ -1,0 +1,33 @@
+//! The consumers' inbox: which messages each consumer has handled.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// Records that `consumer` handled `message_id`, in the caller's transaction. Returns false when
+/// it was recorded before: the message is a redelivery or a duplicate, and the handler must do
+/// nothing.
+pub async fn record_message(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_id: Uuid,
+) -> Result<bool> {
+    let inserted = sqlx::query!(
+        "insert into inbox (consumer, message_id) values ($1, $2) on conflict on constraint inbox_consumer_message_uq do nothing",
+        consumer,
+        message_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Forgets messages handled before `before` (longer ago than any retry path), returning how many.
+pub async fn delete_handled_before(conn: &mut PgConnection, before: OffsetDateTime) -> Result<u64> {
+    let done = sqlx::query!("delete from inbox where processed_at < $1", before)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
