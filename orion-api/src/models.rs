@@ -1,6 +1,6 @@
 //! Wire shapes of the REST API (JSON, snake_case), with their OpenAPI schemas.
 
-use orion_domain::{InventoryItem, Money, Order};
+use orion_domain::{InventoryItem, Money, Order, OrderLine};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -133,6 +133,17 @@ pub struct OrderResponse {
     pub updated_at: OffsetDateTime,
 }
 
+impl From<&OrderLine> for OrderItemResponse {
+    fn from(line: &OrderLine) -> Self {
+        Self {
+            sku: line.sku.to_string(),
+            name: line.name.clone(),
+            quantity: line.quantity.get(),
+            unit_price: line.unit_price.into(),
+        }
+    }
+}
+
 impl From<&Order> for OrderResponse {
     fn from(order: &Order) -> Self {
         Self {
@@ -143,16 +154,7 @@ impl From<&Order> for OrderResponse {
                 .status()
                 .failure_reason()
                 .map(|r| r.as_str().to_owned()),
-            items: order
-                .lines()
-                .iter()
-                .map(|l| OrderItemResponse {
-                    sku: l.sku.to_string(),
-                    name: l.name.clone(),
-                    quantity: l.quantity.get(),
-                    unit_price: l.unit_price.into(),
-                })
-                .collect(),
+            items: order.lines().iter().map(OrderItemResponse::from).collect(),
             total: order.total().into(),
             created_at: order.created_at(),
             updated_at: order.updated_at(),

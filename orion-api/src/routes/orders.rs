@@ -351,15 +351,7 @@ fn view_response(view: &OrderView) -> Result<OrderResponse, ApiError> {
         customer_id: view.customer_id,
         status: view.status.clone(),
         failure_reason: view.failure_reason.clone(),
-        items: lines
-            .iter()
-            .map(|l| OrderItemResponse {
-                sku: l.sku.to_string(),
-                name: l.name.clone(),
-                quantity: l.quantity.get(),
-                unit_price: l.unit_price.into(),
-            })
-            .collect(),
+        items: lines.iter().map(OrderItemResponse::from).collect(),
         total: MoneyBody {
             amount: view.total_amount,
             currency: view.currency.clone(),
