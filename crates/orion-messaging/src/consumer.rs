@@ -97,7 +97,7 @@ impl QueueConsumer {
             let session = self.session(handler.clone(), &mut shutdown);
             match session.await {
                 Ok(Stop::Shutdown) => break,
-                Ok(Stop::StreamEnded) => failures = 0,
+                Ok(Stop::StreamEnded | Stop::Unsettled) => failures = 0,
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(queue = %self.topology.queue(self.queue), %error, failures, "consumer lost the broker; reconnecting");
@@ -139,9 +139,13 @@ impl QueueConsumer {
             .await?;
         let tag = deliveries.tag();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        // A message that could not be settled stays unacked; ending the session closes the
+        // channel, which hands it back to the broker, and the next session starts afresh.
+        let unsettled = Arc::new(tokio::sync::Notify::new());
         let stop = loop {
             let next = tokio::select! {
                 () = &mut *shutdown => break Stop::Shutdown,
+                () = unsettled.notified() => break Stop::Unsettled,
                 next = deliveries.next() => next,
             };
             let delivery = match next {
@@ -153,6 +157,7 @@ impl QueueConsumer {
                 break Stop::Shutdown;
             };
             let handler = handler.clone();
+            let unsettled = unsettled.clone();
             let settle = Settle {
                 republisher: republisher.clone(),
                 topology: self.topology.clone(),
@@ -161,13 +166,13 @@ impl QueueConsumer {
             };
             tokio::spawn(async move {
                 if let Err(error) = settle.handle(delivery, handler.as_ref()).await {
-                    // Not acked: the broker redelivers it when this channel closes.
-                    tracing::warn!(%error, "could not settle a message");
+                    tracing::warn!(%error, "could not settle a message; restarting the consumer");
+                    unsettled.notify_one();
                 }
                 drop(permit);
             });
         };
-        if stop == Stop::Shutdown {
+        if stop != Stop::StreamEnded {
             let _ = channel
                 .basic_cancel(tag, BasicCancelOptions::default())
                 .await;
@@ -176,6 +181,12 @@ impl QueueConsumer {
         let _ = slots
             .acquire_many(u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX))
             .await;
+        if stop == Stop::Unsettled {
+            let _ = channel
+                .close(200, "restarting after an unsettled message".into())
+                .await;
+            return Err(Error::Unsettled);
+        }
         Ok(stop)
     }
 }
@@ -184,6 +195,7 @@ impl QueueConsumer {
 enum Stop {
     Shutdown,
     StreamEnded,
+    Unsettled,
 }
 
 /// Decides what becomes of one delivery.

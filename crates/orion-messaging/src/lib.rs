@@ -28,6 +28,8 @@ pub enum Error {
     Nacked,
     #[error("no queue is bound for {0}; the broker returned the message")]
     Unroutable(String),
+    #[error("a message could not be settled")]
+    Unsettled,
     #[error("the channel is not in confirm mode")]
     NotConfirmed,
     #[error("cannot encode the message: {0}")]

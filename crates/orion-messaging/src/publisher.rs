@@ -11,6 +11,9 @@ use tokio::sync::Mutex;
 
 use crate::{Broker, Envelope, Error, Result, Topology};
 
+/// Longest wait for the broker's confirm of one message.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Publishes envelopes to the events exchange on a confirm-mode channel, reopened after errors.
 #[derive(Debug, Clone)]
 pub struct Publisher {
@@ -60,8 +63,15 @@ impl Publisher {
                 envelope.properties(),
             )
             .await;
+        // A broker under a resource alarm accepts but does not confirm; give up rather than hang.
         let confirmation = match sent {
-            Ok(confirm) => confirm.await,
+            Ok(confirm) => match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                Ok(result) => result,
+                Err(_) => {
+                    *self.channel.lock().await = None;
+                    return Err(Error::Timeout(CONFIRM_TIMEOUT));
+                }
+            },
             Err(error) => Err(error),
         };
         match confirmation {

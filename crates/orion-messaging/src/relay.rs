@@ -54,11 +54,17 @@ pub struct RunningRelay {
 }
 
 impl RunningRelay {
-    /// Asks the relay to stop after its current round and waits for it.
-    pub async fn stop(self) {
+    /// Asks the relay to stop after its current round and waits for it, at most 10 s: rows of a
+    /// round cut short stay unpublished and another relay takes them after the lease.
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "outbox relay task failed");
+        match tokio::time::timeout(Duration::from_secs(10), &mut self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "outbox relay task failed"),
+            Err(_) => {
+                tracing::warn!("outbox relay did not stop within 10 s; abandoning its round");
+                self.task.abort();
+            }
         }
     }
 }
@@ -104,31 +110,46 @@ impl OutboxRelay {
             ..RoundReport::default()
         };
         let mut published = Vec::with_capacity(batch.len());
+        let mut failed = Vec::new();
+        let mut unsent: Vec<i64> = Vec::new();
         let mut outcome = Ok(());
+        // Stay well inside the lease, so no other relay takes rows this one is still publishing.
+        let budget = std::time::Instant::now() + self.settings.lease.unsigned_abs() / 2;
         for (index, event) in batch.iter().enumerate() {
+            if std::time::Instant::now() > budget {
+                unsent = batch[index..].iter().map(|e| e.seq).collect();
+                break;
+            }
             match self.publisher.publish(&self.envelope(event)).await {
                 Ok(()) => published.push(event.seq),
                 Err(error @ (Error::Nacked | Error::Unroutable(_) | Error::Encode(_))) => {
                     // This message is the problem, not the broker: park the row for a while.
-                    report.failed += 1;
-                    let retry_at = OffsetDateTime::now_utc() + backoff(event.attempts);
                     tracing::warn!(event.id = %event.id, event.type = %event.event_type, %error, "publication failed; will retry");
-                    outbox::mark_failed(&mut conn, event.seq, &error.to_string(), retry_at).await?;
+                    failed.push((
+                        event.seq,
+                        error.to_string(),
+                        OffsetDateTime::now_utc() + backoff(event.attempts),
+                    ));
                 }
                 Err(error) => {
                     // The broker is unreachable: give the rest back at once and stop this round.
-                    let rest: Vec<i64> = batch[index..].iter().map(|e| e.seq).collect();
-                    outbox::release_claims(&mut conn, &rest).await?;
+                    unsent = batch[index..].iter().map(|e| e.seq).collect();
                     outcome = Err(error);
                     break;
                 }
             }
         }
+        // What the broker confirmed is recorded first, whatever else fails afterwards.
         outbox::mark_published(&mut conn, &published, OffsetDateTime::now_utc()).await?;
         report.published = published.len();
         if report.published > 0 {
             metrics::counter!("outbox_published_total").increment(report.published as u64);
         }
+        report.failed = failed.len();
+        for (seq, error, retry_at) in &failed {
+            outbox::mark_failed(&mut conn, *seq, error, *retry_at).await?;
+        }
+        outbox::release_claims(&mut conn, &unsent).await?;
         outcome.map(|()| report)
     }
 

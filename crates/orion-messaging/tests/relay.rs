@@ -148,6 +148,11 @@ async fn an_unreachable_broker_leaves_everything_unpublished_and_claimable(pool:
             .await
             .unwrap();
     assert_eq!(claimed, 0, "claims given back at once");
+    let attempts: i64 = sqlx::query_scalar("select coalesce(sum(attempts), 0)::int8 from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0, "an outage does not count as an attempt");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -124,10 +124,12 @@ pub async fn delete_published_before(
     Ok(done.rows_affected())
 }
 
-/// Gives claimed rows back at once (the broker went away mid-batch).
+/// Gives claimed rows back at once, unattempted (the broker went away mid-batch, or the round ran
+/// out of time), so an outage does not count against the rows' backoff.
 pub async fn release_claims(conn: &mut PgConnection, seqs: &[i64]) -> Result<()> {
     sqlx::query!(
-        "update outbox set claimed_until = null where seq = any($1) and published_at is null",
+        "update outbox set claimed_until = null, attempts = greatest(attempts - 1, 0) \
+         where seq = any($1) and published_at is null",
         seqs
     )
     .execute(conn)
