@@ -119,6 +119,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::stats))
         .routes(routes!(admin::create_api_key, admin::list_api_keys))
         .routes(routes!(admin::revoke_api_key))
+        .routes(routes!(admin::list_dead_letters))
+        .routes(routes!(admin::replay_dead_letter))
+        .routes(routes!(admin::list_email_deliveries))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .split_for_parts();

@@ -1,37 +1,13 @@
 //! Prometheus metrics: request counts and latency histograms by route and status.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// The process-wide recorder. Installed once; every router in the process (tests start several)
-/// renders the same registry.
-pub(crate) fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("http_request_duration_seconds".into()),
-                    &LATENCY_BUCKETS,
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
-                Ok(handle) => handle,
-                // Another recorder is already global (an embedding process); render an empty one.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
-        })
-        .clone()
-}
+pub(crate) use orion_telemetry::metrics::handle;
 
 /// Counts and times every request under its route template (`/api/orders/{id}`, not the id).
 pub(crate) async fn track(request: Request, next: Next) -> Response {
@@ -58,7 +34,7 @@ pub(crate) async fn render(handle: PrometheusHandle) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            orion_telemetry::metrics::CONTENT_TYPE,
         )],
         handle.render(),
     )

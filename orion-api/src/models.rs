@@ -214,6 +214,117 @@ pub struct Timeline {
     pub order_id: Uuid,
     /// Every domain event of the order, oldest first.
     pub events: Vec<TimelineEvent>,
+    /// The order's saga, once the worker has started it.
+    pub saga: Option<SagaView>,
+}
+
+/// Where the order's saga is, and every step it took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SagaView {
+    /// `reserving_stock`, `authorizing_payment`, `awaiting_shipment`, `shipped`, `completed`,
+    /// `failed` or `cancelled`.
+    pub step: String,
+    pub failure_reason: Option<String>,
+    /// When the running step becomes overdue; null when no step is running.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deadline: Option<OffsetDateTime>,
+    /// The order's stock as the saga knows it: `requested`, `held`, `released`, `shipped`, ...
+    pub stock: String,
+    /// The order's payment as the saga knows it: `requested`, `authorized`, `voided`, ...
+    pub payment: String,
+    /// Every event the saga handled, oldest first.
+    pub transitions: Vec<SagaTransitionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SagaTransitionView {
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// What happened, e.g. `stock_reserved`, `payment_declined`, `deadline_checked`.
+    pub event: String,
+    pub from: String,
+    pub to: String,
+    /// What the saga did in response, e.g. `release_stock`, `fail_order:payment_declined`.
+    pub commands: Vec<String>,
+}
+
+// ---- dead letters and email ----
+
+/// A message that failed for good and was parked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterResponse {
+    pub id: Uuid,
+    /// The event id, if the message had one.
+    pub message_id: Option<String>,
+    /// The event type, e.g. `order.placed`.
+    pub event_type: Option<String>,
+    /// The queue the message failed in, where a replay sends it.
+    pub queue: String,
+    /// The last error.
+    pub error: String,
+    /// Times it was tried.
+    pub attempts: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub parked_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub replayed_at: Option<OffsetDateTime>,
+    pub replay_count: i32,
+    /// The message body, as JSON when it is JSON, else as text.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    pub items: Vec<DeadLetterResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page; empty for the first.
+    pub cursor: Option<String>,
+}
+
+/// One email Orion sent or tried to send.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmailDeliveryResponse {
+    pub id: Uuid,
+    pub order_id: Option<Uuid>,
+    /// `order_received`, `order_confirmed`, `order_failed`, `order_cancelled`, `order_shipped`,
+    /// `order_delivered` or `low_stock_alert`.
+    pub kind: String,
+    pub recipient: String,
+    /// `pending` (being sent or waiting for a retry), `sent` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub provider_message_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmailDeliveryList {
+    pub items: Vec<EmailDeliveryResponse>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EmailDeliveryQuery {
+    /// Only deliveries in this status: `pending`, `sent` or `failed`.
+    pub status: Option<String>,
+    /// Most deliveries returned, 1 to 100 (default 50), newest first.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
 }
 
 // ---- inventory ----

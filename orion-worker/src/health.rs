@@ -1,4 +1,4 @@
-//! Liveness and readiness probes of the worker.
+//! Liveness and readiness probes and Prometheus metrics of the worker.
 
 use std::sync::Arc;
 
@@ -17,10 +17,26 @@ struct Probes {
 }
 
 pub(crate) fn routes(pool: Pool, broker: Arc<Broker>) -> Router {
+    let metrics = orion_telemetry::metrics::handle();
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .with_state(Probes { pool, broker })
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            orion_telemetry::metrics::CONTENT_TYPE,
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
 }
 
 async fn live() -> Json<Value> {

@@ -1,16 +1,36 @@
-//! Orion's worker as a library: `run` serves its health endpoints on a listener the caller binds
-//! and works until the caller's shutdown future completes.
+//! Orion's worker as a library: `run` consumes the work queues (the order saga, email,
+//! projections), parks what fails for good, sweeps overdue saga steps, relays the outbox, and
+//! serves health and metrics on a listener the caller binds, until the caller's shutdown future
+//! completes. Any number of workers can run side by side.
 
+pub mod email;
+mod error;
 mod health;
+pub mod payments;
+pub mod projections;
+pub mod saga;
 
 use std::future::Future;
 use std::net::SocketAddr;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, defaults};
-use orion_messaging::{Broker, OutboxRelay, Publisher, RelaySettings, Topology};
+use orion_domain::SagaDeadlines;
+use orion_messaging::dead_letters::DeadLetterKeeper;
+use orion_messaging::{
+    Broker, ConsumerSettings, OutboxRelay, Publisher, QueueConsumer, RelaySettings, Topology,
+    WorkQueue,
+};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::{Error, Result};
+
+use crate::email::{EmailHandler, EmailSettings, Mailer, Templates};
+use crate::payments::SimulatedProvider;
+use crate::projections::ProjectionsHandler;
+use crate::saga::{SagaSettings, SagaShell};
 
 /// Orion's worker: the order saga, payments, email and read-model projections.
 #[derive(Debug, Clone, clap::Parser)]
@@ -32,19 +52,66 @@ pub struct Config {
     /// SMTP server for customer email, e.g. `smtp://127.0.0.1:1025` or `smtps://user:pass@host`.
     #[arg(long, env = "ORION_SMTP_URL", default_value = defaults::SMTP_URL, hide_env_values = true)]
     pub smtp_url: String,
+
+    /// Sender of every email.
+    #[arg(
+        long,
+        env = "ORION_EMAIL_FROM",
+        default_value = "Orion <orders@orion.localhost>"
+    )]
+    pub email_from: String,
+
+    /// Sends tried for one email before it is marked failed (each retry waits longer: 1 s, 5 s,
+    /// 30 s). At most 4, so that an email gives up before its message would be parked.
+    #[arg(long, env = "ORION_EMAIL_MAX_ATTEMPTS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub email_max_attempts: u32,
+
+    /// Base URL of the shop, for links in emails.
+    #[arg(
+        long,
+        env = "ORION_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+
+    /// Seconds the stock reservation step may take before the order fails with `timeout`.
+    #[arg(long, env = "ORION_SAGA_RESERVE_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub reserve_timeout_seconds: u32,
+
+    /// Seconds the payment step may take before the order fails with `timeout`.
+    #[arg(long, env = "ORION_SAGA_PAYMENT_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub payment_timeout_seconds: u32,
+
+    /// Milliseconds the simulated payment provider takes to answer.
+    #[arg(long, env = "ORION_PAYMENT_LATENCY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    pub payment_latency_ms: u32,
+
+    /// Milliseconds between two looks for overdue saga steps.
+    #[arg(long, env = "ORION_SAGA_SWEEP_INTERVAL_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(50..=60_000))]
+    pub sweep_interval_ms: u32,
+
+    /// Messages each queue's consumer handles at the same time.
+    #[arg(long, env = "ORION_WORKER_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+
+    /// Unacknowledged messages the broker may send ahead to each consumer.
+    #[arg(long, env = "ORION_WORKER_PREFETCH", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub prefetch: u16,
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// How long handled message ids are remembered: far longer than any retry path (about a minute)
+/// or a broker outage.
+const INBOX_RETENTION: time::Duration = time::Duration::days(7);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Persistence(#[from] orion_persistence::Error),
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Connects to the database, applies migrations, then serves health until `shutdown` completes.
+/// Connects, migrates, then works until `shutdown` completes; in-flight messages are finished
+/// and acknowledged before it returns.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -56,11 +123,11 @@ pub async fn run(
     )
     .await?;
     orion_persistence::migrate(&pool).await?;
+    let templates = Arc::new(Templates::load()?);
+    let mailer = Mailer::new(&config.smtp_url, &config.email_from)?;
     let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
-    let publisher = Publisher::new(
-        broker.clone(),
-        Topology::new(config.amqp.amqp_prefix.clone()),
-    );
+    let topology = Topology::new(config.amqp.amqp_prefix.clone());
+    let publisher = Publisher::new(broker.clone(), topology.clone());
     let relay = OutboxRelay::new(
         pool.clone(),
         publisher,
@@ -68,13 +135,118 @@ pub async fn run(
         RelaySettings::default(),
     )
     .spawn();
+
+    let (stop, stopped) = watch::channel(false);
+    let stopping = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let settings = ConsumerSettings {
+        prefetch: config.prefetch,
+        concurrency: usize::try_from(config.concurrency).unwrap_or(8),
+        ..ConsumerSettings::default()
+    };
+    let consumer =
+        |queue| QueueConsumer::new(broker.clone(), topology.clone(), queue, settings.clone());
+
+    let saga = SagaShell::new(
+        pool.clone(),
+        Arc::new(SimulatedProvider),
+        SagaSettings {
+            deadlines: SagaDeadlines {
+                reserve_stock: time::Duration::seconds(i64::from(config.reserve_timeout_seconds)),
+                authorize_payment: time::Duration::seconds(i64::from(
+                    config.payment_timeout_seconds,
+                )),
+            },
+            payment_latency: Duration::from_millis(u64::from(config.payment_latency_ms)),
+            sweep_interval: Duration::from_millis(u64::from(config.sweep_interval_ms)),
+        },
+    );
+    let email = EmailHandler::new(
+        pool.clone(),
+        mailer,
+        templates,
+        EmailSettings {
+            public_url: config.public_url.clone(),
+            max_attempts: config.email_max_attempts,
+        },
+    );
+    let projections = ProjectionsHandler::new(pool.clone());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let handler = saga.clone();
+    tasks.spawn(consumer(WorkQueue::Saga).run(
+        move |envelope| {
+            let handler = handler.clone();
+            async move { handler.handle(envelope).await }
+        },
+        stopping(),
+    ));
+    tasks.spawn(consumer(WorkQueue::Email).run(
+        move |envelope| {
+            let handler = email.clone();
+            async move { handler.handle(envelope).await }
+        },
+        stopping(),
+    ));
+    tasks.spawn(consumer(WorkQueue::Projections).run(
+        move |envelope| {
+            let handler = projections.clone();
+            async move { handler.handle(envelope).await }
+        },
+        stopping(),
+    ));
+    tasks.spawn(
+        DeadLetterKeeper::new(broker.clone(), topology.clone(), pool.clone()).run(stopping()),
+    );
+    tasks.spawn(saga.run_sweeper(stopping()));
+    tasks.spawn(forget_old_messages(pool.clone(), stopping()));
+
     let address = listener.local_addr()?;
     tracing::info!(%address, "orion-worker listening");
     let served = axum::serve(listener, health::routes(pool, broker))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
         .await;
+    // Consumers finish and acknowledge what they hold; give them a bounded time.
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("work still running after 30 s; stopping anyway");
+        tasks.abort_all();
+    }
     relay.stop().await;
     served?;
     tracing::info!("orion-worker stopped");
     Ok(())
+}
+
+/// Deletes inbox rows older than the retention, hourly.
+async fn forget_old_messages(pool: orion_persistence::Pool, stopping: impl Future<Output = ()>) {
+    tokio::pin!(stopping);
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = &mut stopping => break,
+            _ = ticker.tick() => {}
+        }
+        let before = time::OffsetDateTime::now_utc() - INBOX_RETENTION;
+        let deleted = async {
+            let mut conn = pool.acquire().await?;
+            orion_persistence::inbox::delete_handled_before(&mut conn, before).await
+        }
+        .await;
+        match deleted {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "forgot old inbox entries"),
+            Err(error) => tracing::warn!(%error, "inbox clean-up failed"),
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Error, FailureReason, OrderId, Result};
+use crate::{Error, FailureReason, OrderId, OrderStatus, Result};
 
 /// Where the saga of one order is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -245,6 +245,53 @@ impl OrderSaga {
             history: Vec::new(),
         };
         (saga, vec![SagaCommand::ReserveStock])
+    }
+
+    /// The saga of an order that was cancelled before its saga began: it ends at once, having
+    /// taken nothing.
+    pub fn cancelled_before_start(
+        order_id: OrderId,
+        deadlines: SagaDeadlines,
+        now: OffsetDateTime,
+    ) -> OrderSaga {
+        OrderSaga {
+            order_id,
+            step: SagaStep::Cancelled,
+            failure_reason: None,
+            stock: StockState::NotRequested,
+            payment: PaymentState::NotRequested,
+            deadline: None,
+            deadlines,
+            history: vec![SagaTransition {
+                at: now,
+                event: SagaEvent::CancelRequested,
+                from: SagaStep::ReservingStock,
+                to: SagaStep::Cancelled,
+                commands: Vec::new(),
+            }],
+        }
+    }
+
+    /// The decisions made elsewhere that the saga has not heard of yet, given the order's current
+    /// status: a cancellation, a shipment or a delivery that an admin or the customer made. The
+    /// shell feeds them before anything else, so a reply that raced such a decision is handled as
+    /// a late reply and compensated rather than applied to an order that moved on.
+    pub fn missed_decisions(&self, order_status: OrderStatus) -> Vec<SagaEvent> {
+        use SagaStep as S;
+        match (order_status, self.step) {
+            (
+                OrderStatus::Cancelled,
+                S::ReservingStock | S::AuthorizingPayment | S::AwaitingShipment,
+            ) => {
+                vec![SagaEvent::CancelRequested]
+            }
+            (OrderStatus::Shipped, S::AwaitingShipment) => vec![SagaEvent::Shipped],
+            (OrderStatus::Delivered, S::AwaitingShipment) => {
+                vec![SagaEvent::Shipped, SagaEvent::Delivered]
+            }
+            (OrderStatus::Delivered, S::Shipped) => vec![SagaEvent::Delivered],
+            _ => Vec::new(),
+        }
     }
 
     pub fn order_id(&self) -> OrderId {

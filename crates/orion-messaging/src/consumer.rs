@@ -219,9 +219,15 @@ impl Settle {
                 "undecodable message: {error}"
             ))),
         };
+        let queue_name = self.topology.queue(self.queue);
+        let counted = |outcome: &'static str| {
+            metrics::counter!("messages_handled_total", "queue" => queue_name.clone(), "outcome" => outcome)
+                .increment(1);
+        };
         match outcome {
-            Ok(()) => {}
+            Ok(()) => counted("ok"),
             Err(HandlerError::Retryable(error)) if attempts + 1 < self.max_attempts => {
+                counted("retried");
                 let level = usize::try_from(attempts)
                     .unwrap_or(usize::MAX)
                     .min(RETRY_DELAYS_MS.len() - 1);
@@ -231,6 +237,7 @@ impl Settle {
                     .await?;
             }
             Err(error) => {
+                counted("parked");
                 tracing::warn!(attempts = attempts + 1, %error, "message parked in the dead-letter queue");
                 self.republish(
                     &self.topology.dead_queue(),

@@ -3,6 +3,7 @@
 
 mod broker;
 mod consumer;
+pub mod dead_letters;
 mod envelope;
 mod publisher;
 mod relay;

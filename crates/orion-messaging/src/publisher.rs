@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use lapin::Channel;
-use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::Mutex;
 
 use crate::{Broker, Envelope, Error, Result, Topology};
@@ -49,6 +48,33 @@ impl Publisher {
     /// Publishes one envelope, routed by its type, and waits for the broker's confirm.
     pub async fn publish(&self, envelope: &Envelope) -> Result<()> {
         let payload = envelope.to_bytes()?;
+        self.send(
+            &self.topology.events_exchange(),
+            &envelope.kind,
+            &payload,
+            envelope.properties(),
+        )
+        .await
+    }
+
+    /// Sends a message straight to one queue (through the default exchange), as a replay of a
+    /// parked message does, and waits for the broker's confirm.
+    pub async fn send_to_queue(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<()> {
+        self.send("", queue, payload, properties).await
+    }
+
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<()> {
         let channel = self.channel().await?;
         let options = BasicPublishOptions {
             mandatory: true,
@@ -56,11 +82,11 @@ impl Publisher {
         };
         let sent = channel
             .basic_publish(
-                self.topology.events_exchange().into(),
-                envelope.kind.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
                 options,
-                &payload,
-                envelope.properties(),
+                payload,
+                properties,
             )
             .await;
         // A broker under a resource alarm accepts but does not confirm; give up rather than hang.
@@ -76,7 +102,7 @@ impl Publisher {
         };
         match confirmation {
             Ok(Confirmation::Ack(None)) => Ok(()),
-            Ok(Confirmation::Ack(Some(_))) => Err(Error::Unroutable(envelope.kind.clone())),
+            Ok(Confirmation::Ack(Some(_))) => Err(Error::Unroutable(routing_key.to_owned())),
             Ok(Confirmation::Nack(_)) => Err(Error::Nacked),
             Ok(Confirmation::NotRequested) => Err(Error::NotConfirmed),
             Err(error) => {

@@ -2,7 +2,9 @@
 //! isolate themselves on a shared broker with a random prefix.
 //!
 //! - `orion.events`: the topic exchange every domain event is published to, routing key = type.
-//! - Work queues `orion.saga`, `orion.email`, `orion.projections`: durable, quorum type.
+//! - Work queues `orion.saga` and `orion.email` (durable, quorum type) bound to exactly the
+//!   events their consumer acts on, and `orion.projections` bound to every event, which also
+//!   makes every event routable (publishes are `mandatory`).
 //! - Per work queue, retry queues `<queue>.retry.<n>` with growing TTLs whose messages
 //!   dead-letter back into the work queue: exponential backoff without a scheduler.
 //! - `orion.dead`: the parking queue for messages that failed for good.
@@ -38,12 +40,36 @@ impl WorkQueue {
         }
     }
 
-    /// The routing-key patterns the queue is bound with.
+    /// The routing keys the queue is bound with.
     pub fn bindings(self) -> &'static [&'static str] {
         match self {
-            Self::Saga => &["order.*", "inventory.*", "payment.*"],
-            Self::Email => &["order.*", "inventory.low_stock"],
+            // The decisions made outside the saga; its own steps run inline.
+            Self::Saga => &[
+                "order.placed",
+                "order.cancelled",
+                "order.shipped",
+                "order.delivered",
+            ],
+            Self::Email => &[
+                "order.placed",
+                "order.confirmed",
+                "order.failed",
+                "order.cancelled",
+                "order.shipped",
+                "order.delivered",
+                "inventory.low_stock",
+            ],
             Self::Projections => &["#"],
+        }
+    }
+
+    /// Bindings of earlier versions, removed on declare so an upgraded broker stops routing
+    /// events nobody acts on.
+    fn retired_bindings(self) -> &'static [&'static str] {
+        match self {
+            Self::Saga => &["order.*", "inventory.*", "payment.*"],
+            Self::Email => &["order.*"],
+            Self::Projections => &[],
         }
     }
 }
@@ -139,6 +165,48 @@ impl Topology {
             }
         }
         declare_queue(channel, &self.dead_queue(), quorum()).await?;
+        for queue in WorkQueue::ALL {
+            for pattern in queue.retired_bindings() {
+                channel
+                    .queue_unbind(
+                        self.queue(queue).into(),
+                        self.events_exchange().into(),
+                        (*pattern).into(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares a private queue (exclusive to this connection, deleted with it) bound to
+    /// `patterns`: what a process uses to listen to events for itself rather than to share work.
+    pub async fn declare_listener(
+        &self,
+        channel: &Channel,
+        name: &str,
+        patterns: &[&str],
+    ) -> Result<()> {
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(name.into(), options, FieldTable::default())
+            .await?;
+        for pattern in patterns {
+            channel
+                .queue_bind(
+                    name.into(),
+                    self.events_exchange().into(),
+                    (*pattern).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         Ok(())
     }
 

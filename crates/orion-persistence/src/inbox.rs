@@ -24,6 +24,19 @@ pub async fn record_message(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Whether `consumer` has handled `message_id` already: a cheap early exit before work that the
+/// handler's own transaction will guard anyway.
+pub async fn contains(conn: &mut PgConnection, consumer: &str, message_id: Uuid) -> Result<bool> {
+    let found = sqlx::query_scalar!(
+        "select exists (select 1 from inbox where consumer = $1 and message_id = $2)",
+        consumer,
+        message_id,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(found.unwrap_or(false))
+}
+
 /// Forgets messages handled before `before` (longer ago than any retry path), returning how many.
 pub async fn delete_handled_before(conn: &mut PgConnection, before: OffsetDateTime) -> Result<u64> {
     let done = sqlx::query!("delete from inbox where processed_at < $1", before)

@@ -19,6 +19,7 @@ pub struct StockLevel {
     pub available: u32,
     pub reserved: u32,
     pub low_stock_threshold: u32,
+    pub price: Money,
     /// Available units before the movement, to tell when the item crossed its threshold.
     pub available_before: u32,
 }
@@ -284,7 +285,7 @@ pub async fn reserve_stock(
                version = i.version + 1, updated_at = now()
            from unnest($1::text[], $2::int4[]) as w(sku, quantity)
            where i.sku = w.sku
-           returning i.sku, i.available, i.reserved, i.low_stock_threshold,
+           returning i.sku, i.available, i.reserved, i.low_stock_threshold, i.price_amount, i.currency,
                      i.available + w.quantity as "available_before!""#,
         &skus,
         &quantities,
@@ -295,10 +296,14 @@ pub async fn reserve_stock(
         .map(|r| {
             stock_level(
                 &r.sku,
-                r.available,
-                r.reserved,
-                r.low_stock_threshold,
-                r.available_before,
+                [
+                    r.available,
+                    r.reserved,
+                    r.low_stock_threshold,
+                    r.available_before,
+                ],
+                r.price_amount,
+                &r.currency,
             )
         })
         .collect()
@@ -318,7 +323,7 @@ pub async fn release_stock(conn: &mut PgConnection, order_id: OrderId) -> Result
                version = i.version + 1, updated_at = now()
            from released r
            where i.sku = r.sku
-           returning i.sku, i.available, i.reserved, i.low_stock_threshold,
+           returning i.sku, i.available, i.reserved, i.low_stock_threshold, i.price_amount, i.currency,
                      i.available - r.quantity as "available_before!""#,
         order_id.as_uuid(),
     )
@@ -328,10 +333,14 @@ pub async fn release_stock(conn: &mut PgConnection, order_id: OrderId) -> Result
         .map(|r| {
             stock_level(
                 &r.sku,
-                r.available,
-                r.reserved,
-                r.low_stock_threshold,
-                r.available_before,
+                [
+                    r.available,
+                    r.reserved,
+                    r.low_stock_threshold,
+                    r.available_before,
+                ],
+                r.price_amount,
+                &r.currency,
             )
         })
         .collect()
@@ -351,7 +360,7 @@ pub async fn ship_stock(conn: &mut PgConnection, order_id: OrderId) -> Result<Ve
                version = i.version + 1, updated_at = now()
            from shipped s
            where i.sku = s.sku
-           returning i.sku, i.available, i.reserved, i.low_stock_threshold, i.available as "available_before!""#,
+           returning i.sku, i.available, i.reserved, i.low_stock_threshold, i.price_amount, i.currency, i.available as "available_before!""#,
         order_id.as_uuid(),
     )
     .fetch_all(conn)
@@ -360,10 +369,14 @@ pub async fn ship_stock(conn: &mut PgConnection, order_id: OrderId) -> Result<Ve
         .map(|r| {
             stock_level(
                 &r.sku,
-                r.available,
-                r.reserved,
-                r.low_stock_threshold,
-                r.available_before,
+                [
+                    r.available,
+                    r.reserved,
+                    r.low_stock_threshold,
+                    r.available_before,
+                ],
+                r.price_amount,
+                &r.currency,
             )
         })
         .collect()
@@ -383,13 +396,9 @@ async fn lock_held_items(conn: &mut PgConnection, order_id: OrderId) -> Result<(
     Ok(())
 }
 
-fn stock_level(
-    sku: &str,
-    available: i32,
-    reserved: i32,
-    threshold: i32,
-    before: i32,
-) -> Result<StockLevel> {
+/// `counts` are available, reserved, threshold and available-before, as stored.
+fn stock_level(sku: &str, counts: [i32; 4], price: i64, currency: &str) -> Result<StockLevel> {
+    let [available, reserved, threshold, before] = counts;
     let count = |n: i32| {
         u32::try_from(n).map_err(|_| Error::corrupt("inventory_items", "negative counter"))
     };
@@ -398,6 +407,7 @@ fn stock_level(
         available: count(available)?,
         reserved: count(reserved)?,
         low_stock_threshold: count(threshold)?,
+        price: Money::new(price, Currency::parse(currency)?)?,
         available_before: count(before)?,
     })
 }

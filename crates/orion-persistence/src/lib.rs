@@ -5,6 +5,8 @@
 //! and its events commit together or not at all.
 
 pub mod credentials;
+pub mod dead_letters;
+pub mod emails;
 mod error;
 pub mod events;
 pub mod idempotency;
@@ -12,7 +14,9 @@ pub mod inbox;
 pub mod inventory;
 pub mod orders;
 pub mod outbox;
+pub mod payments;
 pub mod read_models;
+pub mod sagas;
 pub mod seed;
 pub mod users;
 

@@ -136,3 +136,29 @@ pub async fn save_order_status(conn: &mut PgConnection, order: &Order) -> Result
         id: order.id().to_string(),
     })
 }
+
+/// Loads an order and locks its row until the transaction ends: the saga takes this lock before
+/// it moves an order, so a concurrent API change waits and then sees the new version.
+pub async fn lock_order(conn: &mut PgConnection, id: OrderId) -> Result<Option<Order>> {
+    let found = sqlx::query_scalar!(
+        "select id from orders where id = $1 for update",
+        id.as_uuid()
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match found {
+        Some(_) => find_order(conn, id).await,
+        None => Ok(None),
+    }
+}
+
+/// The payment token the client sent with an order, if any.
+pub async fn payment_token(conn: &mut PgConnection, id: OrderId) -> Result<Option<String>> {
+    let token = sqlx::query_scalar!(
+        "select payment_token from orders where id = $1",
+        id.as_uuid()
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(token.flatten())
+}

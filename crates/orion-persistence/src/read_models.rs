@@ -192,3 +192,25 @@ pub async fn low_stock_items(conn: &mut PgConnection) -> Result<Vec<LowStockItem
     .await?;
     Ok(rows)
 }
+
+/// The version and status an order's view shows, to tell whether it has caught up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewVersion {
+    pub version: i64,
+    pub status: String,
+    pub failure_reason: Option<String>,
+}
+
+pub async fn order_view_version(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<ViewVersion>> {
+    let row = sqlx::query_as!(
+        ViewVersion,
+        "select version, status, failure_reason from order_views where order_id = $1",
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}

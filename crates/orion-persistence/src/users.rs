@@ -88,3 +88,11 @@ pub async fn find_user(conn: &mut PgConnection, id: Uuid) -> Result<Option<UserR
     .await?;
     Ok(record)
 }
+
+/// Address and name of every admin, for operational mail such as low-stock alerts.
+pub async fn admin_contacts(conn: &mut PgConnection) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query!("select email, name from users where role = 'admin' order by email")
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.email, r.name)).collect())
+}

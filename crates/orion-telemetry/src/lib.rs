@@ -1,5 +1,7 @@
 //! Logs and traces for every Orion process.
 
+pub mod metrics;
+
 use std::io::IsTerminal;
 
 use orion_config::LogFormat;

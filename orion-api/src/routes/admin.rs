@@ -5,15 +5,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use orion_auth::{Scope, secret_hash};
 use orion_persistence::credentials::{self, ApiKeyRecord, NewApiKey};
+use orion_persistence::dead_letters::{self, DeadLetter};
+use orion_persistence::emails::{self, DeliveryStatus};
 use orion_persistence::read_models;
 use uuid::Uuid;
 
-use super::connection;
+use super::orders::{decode_cursor, encode_cursor, page_size};
+use super::{begin, commit, connection};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::models::{
-    ApiKeyCreated, ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, LowStockEntry, MoneyBody,
-    StatsResponse, StatusCount,
+    ApiKeyCreated, ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, DeadLetterList,
+    DeadLetterResponse, EmailDeliveryList, EmailDeliveryQuery, EmailDeliveryResponse,
+    LowStockEntry, MoneyBody, PageQuery, StatsResponse, StatusCount,
 };
 use crate::{AppState, api_keys};
 
@@ -184,4 +188,148 @@ pub(crate) async fn revoke_api_key(
     } else {
         Err(ApiError::NotFound(format!("no active API key {id}")))
     }
+}
+
+fn dead_letter_response(letter: DeadLetter) -> DeadLetterResponse {
+    let body = serde_json::from_slice(&letter.body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&letter.body).into_owned())
+    });
+    DeadLetterResponse {
+        id: letter.id,
+        message_id: letter.message_id,
+        event_type: letter.event_type,
+        queue: letter.origin_queue,
+        error: letter.error,
+        attempts: letter.attempts,
+        parked_at: letter.parked_at,
+        replayed_at: letter.replayed_at,
+        replay_count: letter.replay_count,
+        body,
+    }
+}
+
+/// Messages that failed for good, newest first, with their error and attempts.
+#[utoipa::path(get, path = "/api/admin/dead-letters", tag = "admin",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of parked messages", body = DeadLetterList),
+        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_dead_letters(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<DeadLetterList>, ApiError> {
+    auth.require_admin()?;
+    let limit = page_size(query.limit, 20)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
+    let mut letters =
+        dead_letters::list_dead_letters(&mut *connection(&state.pool).await?, after, limit + 1)
+            .await?;
+    let next_cursor = if letters.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        letters.truncate(letters.len() - 1);
+        letters.last().map(|l| encode_cursor(l.parked_at, l.id))
+    } else {
+        None
+    };
+    Ok(Json(DeadLetterList {
+        items: letters.into_iter().map(dead_letter_response).collect(),
+        next_cursor,
+    }))
+}
+
+/// Send a parked message back to the queue it failed in. Consumers ignore what they handled
+/// already, so replaying a message twice does no harm.
+#[utoipa::path(post, path = "/api/admin/dead-letters/{id}/replay", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Dead letter id")),
+    responses(
+        (status = 200, description = "Sent back to its queue", body = DeadLetterResponse),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its queue no longer exists", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn replay_dead_letter(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<DeadLetterResponse>, ApiError> {
+    auth.require_admin()?;
+    let mut tx = begin(&state.pool).await?;
+    let letter = dead_letters::lock_dead_letter(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))?;
+    match orion_messaging::dead_letters::replay(&state.publisher, &letter).await {
+        Ok(()) => {}
+        Err(orion_messaging::Error::Unroutable(queue)) => {
+            return Err(ApiError::Conflict(format!(
+                "queue {queue} does not exist; the message cannot be replayed there"
+            )));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "replay failed");
+            return Err(ApiError::Unavailable(
+                "the message broker is unavailable; try again".into(),
+            ));
+        }
+    }
+    let replayed = dead_letters::mark_replayed(&mut tx, id, crate::now()).await?;
+    commit(tx).await?;
+    tracing::info!(dead_letter.id = %id, queue = %replayed.origin_queue, "dead letter replayed");
+    Ok(Json(dead_letter_response(replayed)))
+}
+
+/// Emails sent or tried, newest first; `?status=failed` shows the ones that gave up.
+#[utoipa::path(get, path = "/api/admin/email-deliveries", tag = "admin",
+    security(("bearer" = [])),
+    params(EmailDeliveryQuery),
+    responses(
+        (status = 200, description = "Email deliveries", body = EmailDeliveryList),
+        (status = 400, description = "Invalid status or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_email_deliveries(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<EmailDeliveryQuery>,
+) -> Result<Json<EmailDeliveryList>, ApiError> {
+    auth.require_admin()?;
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(DeliveryStatus::parse(raw).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown status {raw:?}; expected pending, sent or failed"
+            ))
+        })?),
+    };
+    let limit = page_size(query.limit, 50)?;
+    let deliveries =
+        emails::list_deliveries(&mut *connection(&state.pool).await?, status, limit).await?;
+    Ok(Json(EmailDeliveryList {
+        items: deliveries
+            .into_iter()
+            .map(|d| EmailDeliveryResponse {
+                id: d.id,
+                order_id: d.order_id.map(|id| id.as_uuid()),
+                kind: d.kind,
+                recipient: d.recipient,
+                status: d.status.as_str().to_owned(),
+                attempts: d.attempts,
+                last_error: d.last_error,
+                provider_message_id: d.provider_message_id,
+                created_at: d.created_at,
+                sent_at: d.sent_at,
+            })
+            .collect(),
+    }))
 }

@@ -11,11 +11,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use orion_auth::{Principal, Scope};
 use orion_domain::order::MAX_LINES;
-use orion_domain::{CustomerId, Order, OrderId, OrderLine, OrderStatus, Quantity, Sku};
+use orion_domain::{CustomerId, Order, OrderId, OrderLine, OrderSaga, OrderStatus, Quantity, Sku};
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::idempotency::{self, StoredResponse};
 use orion_persistence::read_models::{self, OrderFilter, OrderView};
-use orion_persistence::{inventory, orders, users};
+use orion_persistence::{inventory, orders, sagas, users};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -26,7 +26,7 @@ use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::models::{
     MoneyBody, OrderItemResponse, OrderList, OrderListQuery, OrderResponse, PlaceOrderRequest,
-    Timeline, TimelineEvent,
+    SagaTransitionView, SagaView, Timeline, TimelineEvent,
 };
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -325,11 +325,11 @@ pub(crate) fn page_size(requested: Option<i64>, default: i64) -> Result<i64, Api
     }
 }
 
-fn encode_cursor(created_at: OffsetDateTime, id: Uuid) -> String {
+pub(crate) fn encode_cursor(created_at: OffsetDateTime, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{id}", created_at.unix_timestamp_nanos()))
 }
 
-fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
     let invalid =
         || ApiError::BadRequest("invalid cursor; pass `next_cursor` from the previous page".into());
     let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
@@ -432,10 +432,52 @@ pub(crate) async fn timeline(
             data: e.event.data(),
         })
         .collect();
+    let saga = sagas::find_saga(&mut *connection(&state.pool).await?, OrderId::from_uuid(id))
+        .await?
+        .map(|saga| saga_view(&saga));
     Ok(Json(Timeline {
         order_id: id,
         events,
+        saga,
     }))
+}
+
+/// The wire name of a saga state or command: `held`, `release_stock`, `fail_order:timeout`.
+fn wire_name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(serde_json::Value::Object(tagged)) => {
+            let text = |key: &str| tagged.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            match (text("command"), text("reason")) {
+                (Some(command), Some(reason)) => format!("{command}:{reason}"),
+                (Some(command), None) => command,
+                _ => serde_json::Value::Object(tagged).to_string(),
+            }
+        }
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+fn saga_view(saga: &OrderSaga) -> SagaView {
+    SagaView {
+        step: saga.step().as_str().to_owned(),
+        failure_reason: saga.failure_reason().map(|r| r.as_str().to_owned()),
+        deadline: saga.deadline(),
+        stock: wire_name(&saga.stock()),
+        payment: wire_name(&saga.payment()),
+        transitions: saga
+            .history()
+            .iter()
+            .map(|t| SagaTransitionView {
+                time: t.at,
+                event: t.event.as_str().to_owned(),
+                from: t.from.as_str().to_owned(),
+                to: t.to.as_str().to_owned(),
+                commands: t.commands.iter().map(wire_name).collect(),
+            })
+            .collect(),
+    }
 }
 
 /// Who may apply a status change.

@@ -216,6 +216,64 @@ fn step_definitions_pair_actions_with_compensations() {
 }
 
 #[test]
+fn a_saga_cancelled_before_it_began_holds_nothing_and_is_finished() {
+    let saga = OrderSaga::cancelled_before_start(OrderId::new(), SagaDeadlines::default(), t0());
+    assert_eq!(saga.step(), SagaStep::Cancelled);
+    assert!(saga.is_finished());
+    assert_eq!(saga.deadline(), None);
+    assert_eq!(saga.history().len(), 1);
+    // A stray reply changes nothing and is refused.
+    assert!(saga.handle(E::StockReserved, t0()).is_err());
+}
+
+#[test]
+fn missed_decisions_follow_the_order_status() {
+    let (reserving, _) = run(&[]);
+    assert_eq!(
+        reserving.missed_decisions(OrderStatus::Cancelled),
+        vec![E::CancelRequested]
+    );
+    assert!(reserving.missed_decisions(OrderStatus::Pending).is_empty());
+    let (authorizing, _) = run(&[E::StockReserved]);
+    assert_eq!(
+        authorizing.missed_decisions(OrderStatus::Cancelled),
+        vec![E::CancelRequested]
+    );
+    assert!(
+        authorizing
+            .missed_decisions(OrderStatus::Reserved)
+            .is_empty()
+    );
+    let (confirmed, _) = run(&[E::StockReserved, E::PaymentAuthorized]);
+    assert_eq!(
+        confirmed.missed_decisions(OrderStatus::Shipped),
+        vec![E::Shipped]
+    );
+    assert_eq!(
+        confirmed.missed_decisions(OrderStatus::Delivered),
+        vec![E::Shipped, E::Delivered]
+    );
+    assert!(
+        confirmed
+            .missed_decisions(OrderStatus::Confirmed)
+            .is_empty()
+    );
+    let (shipped, _) = run(&[E::StockReserved, E::PaymentAuthorized, E::Shipped]);
+    assert_eq!(
+        shipped.missed_decisions(OrderStatus::Delivered),
+        vec![E::Delivered]
+    );
+    // Every missed decision is one the saga accepts, in the order given.
+    let mut saga = confirmed.clone();
+    for event in confirmed.missed_decisions(OrderStatus::Delivered) {
+        saga = saga.handle(event, t0()).unwrap().0;
+    }
+    assert_eq!(saga.step(), SagaStep::Completed);
+    let (failed, _) = run(&[E::StockUnavailable]);
+    assert!(failed.missed_decisions(OrderStatus::Cancelled).is_empty());
+}
+
+#[test]
 fn saga_state_round_trips_through_json() {
     let (saga, _) = run(&[E::StockReserved]);
     let json = serde_json::to_value(&saga).unwrap();

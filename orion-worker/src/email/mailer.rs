@@ -1,0 +1,65 @@
+//! Sending over SMTP with lettre's pooled async transport.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::templates::Rendered;
+use crate::{Error, Result};
+
+/// Longest wait for the SMTP server on one message.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An SMTP client with a connection pool.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// `url` is `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://user:password@host` (TLS); `from` is a mailbox such as `Orion <orders@example.com>`.
+    pub fn new(url: &str, from: &str) -> Result<Mailer> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| Error::Config(format!("invalid SMTP URL: {e}")))?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        let from = from
+            .parse()
+            .map_err(|e| Error::Config(format!("invalid sender {from:?}: {e}")))?;
+        Ok(Mailer { transport, from })
+    }
+
+    /// Sends one email with a plain-text and an HTML part. `message_id` is stable for a delivery,
+    /// so a receiving system can recognise a resend of the same email.
+    pub async fn send(&self, to: &str, message_id: &str, email: &Rendered) -> Result<()> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| Error::Mail(format!("invalid recipient: {e}")))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.as_str())
+            .message_id(Some(format!("<{message_id}>")))
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))
+            .map_err(|e| Error::Mail(format!("cannot build the message: {e}")))?;
+        self.transport
+            .send(message)
+            .await
+            .map_err(|e| Error::Mail(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! Lifecycle email: the `orion.email` consumer turns order events and low-stock alerts into
+//! emails, at most one per order and kind (the delivery's dedupe key), retried with the queue's
+//! backoff and finally marked failed, each outcome an `email.sent` or `email.failed` event.
+//!
+//! The delivery row stays locked while the SMTP server is talking, so two copies of one event
+//! never both send. A crash after the server accepted a message but before the commit would send
+//! it again; the Message-ID is derived from the dedupe key so the resend is recognisable.
+
+mod mailer;
+mod templates;
+
+use std::sync::Arc;
+
+use orion_domain::events::EmailDelivery;
+use orion_domain::{DomainEvent, Money, OrderId};
+use orion_messaging::{Envelope, HandlerError};
+use orion_persistence::emails::{self, DeliveryStatus, NewDelivery};
+use orion_persistence::events::{self, EventMetadata};
+use orion_persistence::{Pool, inbox, inventory, orders, users};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+pub use mailer::Mailer;
+pub use templates::{EmailKind, Rendered, Templates};
+
+use crate::{Error, Result};
+
+/// The inbox name of the email consumer.
+pub const CONSUMER: &str = "email";
+
+/// Tunables of the email consumer.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Base URL of the shop, for links in emails.
+    pub public_url: String,
+    /// Sends tried for one email before it is marked failed.
+    pub max_attempts: u32,
+}
+
+/// One email to one recipient.
+#[derive(Debug, Clone)]
+struct Letter {
+    recipient: String,
+    dedupe_key: String,
+    order_id: Option<OrderId>,
+    values: Value,
+}
+
+/// Handles the `orion.email` queue.
+#[derive(Debug, Clone)]
+pub struct EmailHandler {
+    pool: Pool,
+    mailer: Mailer,
+    templates: Arc<Templates>,
+    settings: EmailSettings,
+}
+
+impl EmailHandler {
+    pub fn new(
+        pool: Pool,
+        mailer: Mailer,
+        templates: Arc<Templates>,
+        settings: EmailSettings,
+    ) -> Self {
+        Self {
+            pool,
+            mailer,
+            templates,
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, envelope: Envelope) -> Result<(), HandlerError> {
+        self.deliver_all(envelope)
+            .await
+            .map_err(Error::into_handler_error)
+    }
+
+    async fn deliver_all(&self, envelope: Envelope) -> Result<()> {
+        let Some(kind) = EmailKind::for_event(&envelope.kind) else {
+            return Ok(());
+        };
+        if inbox::contains(&mut *self.pool.acquire().await?, CONSUMER, envelope.id).await? {
+            return Ok(());
+        }
+        let event = DomainEvent::from_parts(&envelope.kind, envelope.data.clone())
+            .map_err(|e| Error::Undecodable(e.to_string()))?;
+        let letters = self.compose(kind, &event, envelope.id).await?;
+        let metadata = EventMetadata {
+            correlation_id: envelope.correlation_id,
+            causation_id: Some(envelope.id),
+            traceparent: envelope.traceparent.clone(),
+        };
+        let count = letters.len();
+        if count == 0 {
+            let mut conn = self.pool.acquire().await?;
+            inbox::record_message(&mut conn, CONSUMER, envelope.id).await?;
+        }
+        for (index, letter) in letters.into_iter().enumerate() {
+            let inbox_id = (index + 1 == count).then_some(envelope.id);
+            self.deliver(kind, letter, inbox_id, &metadata).await?;
+        }
+        Ok(())
+    }
+
+    /// Who gets what: the customer for order events, every admin for low-stock alerts.
+    async fn compose(
+        &self,
+        kind: EmailKind,
+        event: &DomainEvent,
+        event_id: uuid::Uuid,
+    ) -> Result<Vec<Letter>> {
+        let mut conn = self.pool.acquire().await?;
+        let base = self.settings.public_url.trim_end_matches('/');
+        if let DomainEvent::InventoryLowStock(low) = event {
+            let item_name = inventory::find_item(&mut conn, &low.sku)
+                .await?
+                .map_or_else(|| low.sku.to_string(), |item| item.value.name().to_owned());
+            let admins = users::admin_contacts(&mut conn).await?;
+            return Ok(admins
+                .into_iter()
+                .map(|(email, name)| Letter {
+                    dedupe_key: format!("low_stock:{}:{event_id}:{email}", low.sku),
+                    recipient: email,
+                    order_id: None,
+                    values: json!({
+                        "name": name,
+                        "sku": low.sku.as_str(),
+                        "item_name": item_name,
+                        "available": low.available,
+                        "threshold": low.low_stock_threshold,
+                        "admin_url": format!("{base}/admin"),
+                    }),
+                })
+                .collect());
+        }
+        let Some(order_id) = event.order_id() else {
+            return Ok(Vec::new());
+        };
+        let order = orders::find_order(&mut conn, order_id)
+            .await?
+            .ok_or(Error::UnknownOrder(order_id))?;
+        let Some(customer) = users::find_user(&mut conn, order.customer_id().as_uuid()).await?
+        else {
+            tracing::warn!(order.id = %order_id, "the order's customer has no account; no email");
+            return Ok(Vec::new());
+        };
+        let lines: Vec<Value> = order
+            .lines()
+            .iter()
+            .map(|line| {
+                let subtotal = Money::new(
+                    line.unit_price
+                        .amount()
+                        .saturating_mul(i64::from(line.quantity.get())),
+                    line.unit_price.currency(),
+                )
+                .map_or_else(|_| line.unit_price.to_string(), |m| m.to_string());
+                json!({
+                    "quantity": line.quantity.get(),
+                    "name": line.name,
+                    "sku": line.sku.as_str(),
+                    "subtotal": subtotal,
+                })
+            })
+            .collect();
+        let reason = order
+            .status()
+            .failure_reason()
+            .map_or("", |reason| reason.describe());
+        let id = order_id.to_string();
+        Ok(vec![Letter {
+            dedupe_key: format!("order:{id}:{}", kind.as_str()),
+            recipient: customer.email,
+            order_id: Some(order_id),
+            values: json!({
+                "name": customer.name,
+                "order_id": id,
+                "short_id": id.get(..8).unwrap_or(&id).to_uppercase(),
+                "order_url": format!("{base}/orders/{id}"),
+                "reason": reason,
+                "total": order.total().to_string(),
+                "lines": lines,
+            }),
+        }])
+    }
+
+    /// Sends one email unless it went out (or failed for good) before.
+    async fn deliver(
+        &self,
+        kind: EmailKind,
+        letter: Letter,
+        inbox_id: Option<uuid::Uuid>,
+        metadata: &EventMetadata,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let delivery = emails::claim_delivery(
+            &mut tx,
+            &NewDelivery {
+                dedupe_key: &letter.dedupe_key,
+                order_id: letter.order_id,
+                kind: kind.as_str(),
+                recipient: &letter.recipient,
+            },
+        )
+        .await?;
+        if delivery.status != DeliveryStatus::Pending {
+            if let Some(id) = inbox_id {
+                inbox::record_message(&mut tx, CONSUMER, id).await?;
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+        let rendered = self.templates.render(kind, &letter.values)?;
+        let message_id = format!("{}@orion", letter.dedupe_key.replace([':', '@'], "."));
+        let attempts = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
+        let now = now();
+        let sent = self
+            .mailer
+            .send(&letter.recipient, &message_id, &rendered)
+            .await;
+        let report = |error: Option<String>| EmailDelivery {
+            delivery_id: delivery.id,
+            order_id: letter.order_id,
+            kind: kind.as_str().to_owned(),
+            attempts,
+            error,
+        };
+        match sent {
+            Ok(()) => {
+                emails::mark_sent(&mut tx, delivery.id, &message_id, now).await?;
+                events::record_event(
+                    &mut tx,
+                    &DomainEvent::EmailSent(report(None)),
+                    metadata,
+                    now,
+                )
+                .await?;
+                if let Some(id) = inbox_id {
+                    inbox::record_message(&mut tx, CONSUMER, id).await?;
+                }
+                tx.commit().await?;
+                metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "sent")
+                    .increment(1);
+                tracing::info!(email.kind = kind.as_str(), delivery.id = %delivery.id, "email sent");
+                Ok(())
+            }
+            Err(error) if attempts < self.settings.max_attempts && error.is_transient() => {
+                let retry_at = now + time::Duration::seconds(5);
+                emails::mark_attempt_failed(
+                    &mut tx,
+                    delivery.id,
+                    &error.to_string(),
+                    Some(retry_at),
+                    now,
+                )
+                .await?;
+                // Without the inbox row: the retry must find this message unhandled.
+                tx.commit().await?;
+                metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "retried")
+                    .increment(1);
+                Err(error)
+            }
+            Err(error) => {
+                emails::mark_attempt_failed(&mut tx, delivery.id, &error.to_string(), None, now)
+                    .await?;
+                events::record_event(
+                    &mut tx,
+                    &DomainEvent::EmailFailed(report(Some(error.to_string()))),
+                    metadata,
+                    now,
+                )
+                .await?;
+                if let Some(id) = inbox_id {
+                    inbox::record_message(&mut tx, CONSUMER, id).await?;
+                }
+                tx.commit().await?;
+                metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(email.kind = kind.as_str(), delivery.id = %delivery.id, %error, attempts, "email failed for good");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}

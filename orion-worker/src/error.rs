@@ -1,0 +1,73 @@
+//! The worker's one error type, and which of its errors are worth a retry.
+
+use orion_domain::{OrderId, OrderStatus};
+use orion_messaging::HandlerError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Persistence(#[from] orion_persistence::Error),
+    #[error(transparent)]
+    Domain(#[from] orion_domain::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("order {0} does not exist")]
+    UnknownOrder(OrderId),
+    #[error("order {order_id} is {status} but has no saga")]
+    NoSaga {
+        order_id: OrderId,
+        status: OrderStatus,
+    },
+    #[error("undecodable event: {0}")]
+    Undecodable(String),
+    #[error("payment provider: {0}")]
+    Provider(String),
+    #[error("SMTP: {0}")]
+    Mail(String),
+    #[error("template: {0}")]
+    Template(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Lost a race with another transaction: running it again will do.
+    pub(crate) fn is_race(&self) -> bool {
+        match self {
+            Self::Persistence(orion_persistence::Error::VersionConflict { .. }) => true,
+            Self::Persistence(error) => error.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// A failure another attempt could fix (the database, the provider or the SMTP server being
+    /// away), as opposed to one that will fail the same way every time.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Self::Persistence(
+                orion_persistence::Error::Database(_)
+                | orion_persistence::Error::VersionConflict { .. },
+            )
+            | Self::Database(_)
+            | Self::Provider(_)
+            | Self::Io(_) => true,
+            Self::Persistence(error) => error.is_retryable(),
+            // Connection refused, timeouts and 4xx replies are worth another try; a malformed
+            // recipient is caught before sending and is not.
+            Self::Mail(message) => !message.starts_with("invalid recipient"),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn into_handler_error(self) -> HandlerError {
+        if self.is_transient() {
+            HandlerError::Retryable(self.to_string())
+        } else {
+            HandlerError::Permanent(self.to_string())
+        }
+    }
+}

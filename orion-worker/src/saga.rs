@@ -1,0 +1,592 @@
+//! The imperative shell around the pure `OrderSaga`: for each trigger it locks the saga and the
+//! order, feeds the saga what happened, carries out the commands it returns, and saves everything
+//! (saga, order, stock, payment, events, read models, inbox) in one transaction.
+//!
+//! Triggers are the API's order events (placed, cancelled, shipped, delivered), the payment
+//! provider's answers, and the deadline sweeper. Whatever the trigger, the shell first tells the
+//! saga about decisions it missed (the order was cancelled or shipped meanwhile), so a message
+//! arriving late or twice is harmless.
+//!
+//! The payment provider is called outside any transaction: holding item locks while a provider
+//! thinks would serialize every order for the same SKU. If the worker dies between the two
+//! transactions, the payment step's deadline fails the order with `timeout` and compensates.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orion_domain::events::{
+    AdjustmentReason, InventoryAdjusted, LowStock, PaymentChanged, PaymentDeclined,
+    ReservationFailed, StockMovement,
+};
+use orion_domain::{
+    DomainEvent, Order, OrderId, OrderSaga, OrderStatus, PaymentDecision, PaymentProvider,
+    PaymentRequest, SagaCommand, SagaDeadlines, SagaEvent, SagaStep, StockLine,
+};
+use orion_messaging::{Envelope, HandlerError};
+use orion_persistence::events::{self, EventMetadata};
+use orion_persistence::inventory::{self, StockLevel};
+use orion_persistence::payments::{self, Payment, PaymentStatus};
+use orion_persistence::{PgConnection, Pool, inbox, orders, read_models, sagas};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// The inbox name of the saga consumer.
+pub const CONSUMER: &str = "saga";
+
+/// Times one trigger is re-run when it lost a race (a version conflict or a deadlock).
+const ATTEMPTS: u32 = 5;
+
+/// Overdue sagas failed per sweep round at most.
+const SWEEP_BATCH: usize = 100;
+
+/// Tunables of the saga.
+#[derive(Debug, Clone, Copy)]
+pub struct SagaSettings {
+    pub deadlines: SagaDeadlines,
+    /// Added to every payment authorization, to simulate a real provider.
+    pub payment_latency: Duration,
+    /// How often the sweeper looks for overdue steps.
+    pub sweep_interval: Duration,
+}
+
+/// What wakes the saga of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// An order event from the API: only missed decisions (or the start) to apply.
+    OrderEvent,
+    /// The payment provider answered.
+    Payment(SagaEvent),
+    /// The sweeper found the current step overdue.
+    Deadline,
+}
+
+/// What a transaction left for after its commit.
+#[derive(Debug, Default)]
+struct Advance {
+    payment_due: Option<PaymentRequest>,
+}
+
+/// Drives the sagas of all orders.
+#[derive(Debug, Clone)]
+pub struct SagaShell<P> {
+    pool: Pool,
+    provider: Arc<P>,
+    settings: SagaSettings,
+    source: &'static str,
+}
+
+impl<P: PaymentProvider + 'static> SagaShell<P> {
+    pub fn new(pool: Pool, provider: Arc<P>, settings: SagaSettings) -> Self {
+        Self {
+            pool,
+            provider,
+            settings,
+            source: "orion-worker",
+        }
+    }
+
+    /// Handles one message of the `orion.saga` queue.
+    pub async fn handle(&self, envelope: Envelope) -> Result<(), HandlerError> {
+        if !matches!(
+            envelope.kind.as_str(),
+            "order.placed" | "order.cancelled" | "order.shipped" | "order.delivered"
+        ) {
+            // Not the saga's business (the queue may carry bindings from an older version).
+            return Ok(());
+        }
+        let order_id = envelope
+            .subject
+            .parse::<Uuid>()
+            .map(OrderId::from_uuid)
+            .map_err(|_| {
+                HandlerError::Permanent(format!(
+                    "{} event without an order id subject: {:?}",
+                    envelope.kind, envelope.subject
+                ))
+            })?;
+        let metadata = EventMetadata {
+            correlation_id: envelope.correlation_id.or(Some(order_id.as_uuid())),
+            causation_id: Some(envelope.id),
+            traceparent: envelope.traceparent.clone(),
+        };
+        let advance = self
+            .in_transaction(order_id, Trigger::OrderEvent, Some(envelope.id), &metadata)
+            .await
+            .map_err(Error::into_handler_error)?;
+        if let Some(request) = advance.payment_due {
+            self.authorize(request, &metadata)
+                .await
+                .map_err(Error::into_handler_error)?;
+        }
+        Ok(())
+    }
+
+    /// Asks the provider, then feeds its answer to the saga. A provider that cannot be reached
+    /// is asked again a few times; after that the step's deadline decides.
+    async fn authorize(&self, request: PaymentRequest, metadata: &EventMetadata) -> Result<()> {
+        let mut decision = None;
+        for attempt in 1..=3u32 {
+            tokio::time::sleep(self.settings.payment_latency).await;
+            match self.provider.authorize(&request).await {
+                Ok(answer) => {
+                    decision = Some(answer);
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(order.id = %request.order_id, attempt, %error, "payment provider unavailable");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+        let Some(decision) = decision else {
+            return Ok(());
+        };
+        let reply = match decision {
+            PaymentDecision::Authorized { .. } => SagaEvent::PaymentAuthorized,
+            PaymentDecision::Declined { .. } => SagaEvent::PaymentDeclined,
+        };
+        let payment = Payment {
+            id: Uuid::now_v7(),
+            order_id: request.order_id,
+            provider: self.provider.name().to_owned(),
+            status: match reply {
+                SagaEvent::PaymentAuthorized => PaymentStatus::Authorized,
+                _ => PaymentStatus::Declined,
+            },
+            amount: request.amount,
+            authorization_id: match &decision {
+                PaymentDecision::Authorized { authorization_id } => Some(authorization_id.clone()),
+                PaymentDecision::Declined { .. } => None,
+            },
+            decline_reason: match &decision {
+                PaymentDecision::Declined { reason } => Some(reason.clone()),
+                PaymentDecision::Authorized { .. } => None,
+            },
+        };
+        self.with_retries(request.order_id, |shell, tx| {
+            let payment = payment.clone();
+            let metadata = metadata.clone();
+            Box::pin(async move {
+                let now = now();
+                if !payments::record_payment(tx, &payment).await? {
+                    // Another copy of the same message got its answer in first; that one stands.
+                    return Ok(Advance::default());
+                }
+                let event = match payment.status {
+                    PaymentStatus::Authorized => DomainEvent::PaymentAuthorized(PaymentChanged {
+                        order_id: payment.order_id,
+                        payment_id: payment.id,
+                        amount: payment.amount,
+                    }),
+                    _ => DomainEvent::PaymentDeclined(PaymentDeclined {
+                        order_id: payment.order_id,
+                        reason: payment.decline_reason.clone().unwrap_or_default(),
+                    }),
+                };
+                events::record_event(tx, &event, &metadata, now).await?;
+                shell
+                    .advance(
+                        tx,
+                        payment.order_id,
+                        Trigger::Payment(reply),
+                        &metadata,
+                        now,
+                    )
+                    .await
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Fails every overdue step once; returns how many sagas it looked at.
+    pub async fn sweep_once(&self) -> Result<usize> {
+        let mut swept = 0;
+        while swept < SWEEP_BATCH {
+            let mut tx = self.pool.begin().await?;
+            let overdue = sagas::lock_overdue(&mut tx, now(), 1).await?;
+            let Some(order_id) = overdue.first().copied() else {
+                break;
+            };
+            let metadata = EventMetadata {
+                correlation_id: Some(order_id.as_uuid()),
+                ..EventMetadata::default()
+            };
+            let advance = self
+                .advance(&mut tx, order_id, Trigger::Deadline, &metadata, now())
+                .await?;
+            tx.commit().await?;
+            swept += 1;
+            if let Some(request) = advance.payment_due {
+                // A timed-out step never asks for a payment; keep the contract anyway.
+                self.authorize(request, &metadata).await?;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Sweeps on a timer until `shutdown` completes.
+    pub async fn run_sweeper(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(self.settings.sweep_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticker.tick() => {}
+            }
+            match self.sweep_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sagas = n, "overdue saga steps failed"),
+                Err(error) => tracing::warn!(%error, "saga sweep failed; trying again later"),
+            }
+        }
+    }
+
+    async fn in_transaction(
+        &self,
+        order_id: OrderId,
+        trigger: Trigger,
+        message_id: Option<Uuid>,
+        metadata: &EventMetadata,
+    ) -> Result<Advance> {
+        self.with_retries(order_id, |shell, tx| {
+            let metadata = metadata.clone();
+            Box::pin(async move {
+                if let Some(id) = message_id
+                    && !inbox::record_message(tx, CONSUMER, id).await?
+                {
+                    tracing::debug!(message.id = %id, "duplicate message ignored");
+                    return Ok(Advance::default());
+                }
+                shell.advance(tx, order_id, trigger, &metadata, now()).await
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` in a transaction, again when it lost a race with another transaction.
+    async fn with_retries<F>(&self, order_id: OrderId, work: F) -> Result<Advance>
+    where
+        F: for<'a> Fn(
+            &'a Self,
+            &'a mut PgConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Advance>> + Send + 'a>,
+        >,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            match work(self, &mut tx).await {
+                Ok(advance) => {
+                    tx.commit().await?;
+                    return Ok(advance);
+                }
+                Err(error) if error.is_race() && attempt < ATTEMPTS => {
+                    tracing::debug!(order.id = %order_id, attempt, %error, "saga transaction lost a race; again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Brings one order's saga up to date with `trigger`, inside the caller's transaction.
+    async fn advance(
+        &self,
+        tx: &mut PgConnection,
+        order_id: OrderId,
+        trigger: Trigger,
+        metadata: &EventMetadata,
+        now: OffsetDateTime,
+    ) -> Result<Advance> {
+        // Saga row first, then the order row: the sweeper locks in the same order.
+        let mut stored = sagas::lock_saga(tx, order_id).await?;
+        let mut order = orders::lock_order(tx, order_id)
+            .await?
+            .ok_or(Error::UnknownOrder(order_id))?;
+        if stored.is_none() {
+            // A concurrent copy of `order.placed` may have created it while we waited.
+            stored = sagas::lock_saga(tx, order_id).await?;
+        }
+        let mut run = Run {
+            shell: self,
+            tx,
+            order: &mut order,
+            metadata,
+            now,
+            payment_due: false,
+        };
+        let (mut saga, version, mut commands) = match stored {
+            Some(stored) => (stored.value, Some(stored.version), VecDeque::new()),
+            None => match run.order.status() {
+                OrderStatus::Pending => {
+                    let (saga, commands) = OrderSaga::start(order_id, self.settings.deadlines, now);
+                    (saga, None, VecDeque::from(commands))
+                }
+                OrderStatus::Cancelled => (
+                    OrderSaga::cancelled_before_start(order_id, self.settings.deadlines, now),
+                    None,
+                    VecDeque::new(),
+                ),
+                status => return Err(Error::NoSaga { order_id, status }),
+            },
+        };
+        let step_before = saga.step();
+        run.execute(&mut saga, &mut commands).await?;
+        let mut inputs: Vec<SagaEvent> = saga.missed_decisions(run.order.status());
+        match trigger {
+            Trigger::OrderEvent => {}
+            Trigger::Payment(reply) => inputs.push(reply),
+            Trigger::Deadline => inputs.push(SagaEvent::DeadlineChecked),
+        }
+        for input in inputs {
+            match saga.handle(input, now) {
+                Ok((next, more)) => {
+                    observe_step(&saga, &next, run.order);
+                    saga = next;
+                    commands.extend(more);
+                    run.execute(&mut saga, &mut commands).await?;
+                }
+                Err(
+                    error @ (orion_domain::Error::UnexpectedSagaEvent { .. }
+                    | orion_domain::Error::DeadlineNotReached { .. }),
+                ) => {
+                    // A duplicate or stale trigger: the saga has moved past it.
+                    tracing::debug!(order.id = %order_id, %error, "saga trigger ignored");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let payment_due = run.payment_due;
+        match version {
+            None => sagas::insert_saga(tx, &saga).await?,
+            Some(version) => sagas::save_saga(tx, &saga, version).await?,
+        }
+        if saga.step() != step_before && saga.step().is_terminal() {
+            let reason = saga.failure_reason().map_or("none", |r| r.as_str());
+            metrics::counter!("saga_outcomes_total", "outcome" => saga.step().as_str(), "reason" => reason)
+                .increment(1);
+        }
+        if saga.step() == SagaStep::AwaitingShipment && step_before != SagaStep::AwaitingShipment {
+            metrics::counter!("saga_outcomes_total", "outcome" => "confirmed", "reason" => "none")
+                .increment(1);
+        }
+        let payment_due = payment_due.then(|| PaymentRequest {
+            order_id,
+            amount: order.total(),
+            token: None,
+        });
+        let payment_due = match payment_due {
+            Some(mut request) => {
+                request.token = orders::payment_token(tx, order_id).await?;
+                Some(request)
+            }
+            None => None,
+        };
+        Ok(Advance { payment_due })
+    }
+}
+
+/// One transaction's work on one order.
+struct Run<'a, P> {
+    shell: &'a SagaShell<P>,
+    tx: &'a mut PgConnection,
+    order: &'a mut Order,
+    metadata: &'a EventMetadata,
+    now: OffsetDateTime,
+    payment_due: bool,
+}
+
+impl<P: PaymentProvider + 'static> Run<'_, P> {
+    /// Carries out commands until none are left; replies that come back at once (a reservation)
+    /// go straight into the saga.
+    async fn execute(
+        &mut self,
+        saga: &mut OrderSaga,
+        commands: &mut VecDeque<SagaCommand>,
+    ) -> Result<()> {
+        while let Some(command) = commands.pop_front() {
+            let reply = self.command(command).await?;
+            if let Some(reply) = reply {
+                let (next, more) = saga.handle(reply, self.now)?;
+                observe_step(saga, &next, self.order);
+                *saga = next;
+                commands.extend(more);
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, command: SagaCommand) -> Result<Option<SagaEvent>> {
+        let order_id = self.order.id();
+        match command {
+            SagaCommand::ReserveStock => self.reserve().await.map(Some),
+            SagaCommand::AuthorizePayment => {
+                self.payment_due = true;
+                Ok(None)
+            }
+            SagaCommand::MarkOrderReserved => {
+                self.transition(Order::mark_reserved).await?;
+                Ok(None)
+            }
+            SagaCommand::ConfirmOrder => {
+                self.transition(Order::confirm).await?;
+                Ok(None)
+            }
+            SagaCommand::FailOrder(reason) => {
+                self.transition(|order, now| order.fail(reason, now))
+                    .await?;
+                Ok(None)
+            }
+            SagaCommand::ReleaseStock => {
+                let levels = inventory::release_stock(self.tx, order_id).await?;
+                if !levels.is_empty() {
+                    self.record(DomainEvent::InventoryReleased(StockMovement {
+                        order_id,
+                        lines: stock_lines(self.order),
+                    }))
+                    .await?;
+                    self.stock_moved(&levels, AdjustmentReason::Released)
+                        .await?;
+                }
+                Ok(None)
+            }
+            SagaCommand::ShipStock => {
+                let levels = inventory::ship_stock(self.tx, order_id).await?;
+                self.stock_moved(&levels, AdjustmentReason::Shipped).await?;
+                Ok(None)
+            }
+            SagaCommand::VoidPayment => {
+                if let Some(payment) = payments::mark_voided(self.tx, order_id).await? {
+                    // Voided at the provider before the commit: if the commit fails, the retry
+                    // voids again, which providers accept.
+                    if let Some(authorization) = &payment.authorization_id {
+                        self.shell
+                            .provider
+                            .void(authorization)
+                            .await
+                            .map_err(|e| Error::Provider(e.to_string()))?;
+                    }
+                    self.record(DomainEvent::PaymentVoided(PaymentChanged {
+                        order_id,
+                        payment_id: payment.id,
+                        amount: payment.amount,
+                    }))
+                    .await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn reserve(&mut self) -> Result<SagaEvent> {
+        let order_id = self.order.id();
+        let lines = stock_lines(self.order);
+        match inventory::reserve_stock(self.tx, order_id, &lines).await {
+            Ok(levels) => {
+                self.record(DomainEvent::InventoryReserved(StockMovement {
+                    order_id,
+                    lines,
+                }))
+                .await?;
+                self.stock_moved(&levels, AdjustmentReason::Reserved)
+                    .await?;
+                Ok(SagaEvent::StockReserved)
+            }
+            // Held by an earlier run of this very saga step.
+            Err(orion_persistence::Error::AlreadyReserved(_)) => Ok(SagaEvent::StockReserved),
+            Err(orion_persistence::Error::InsufficientStock(shortages)) => {
+                self.record(DomainEvent::InventoryReservationFailed(ReservationFailed {
+                    order_id,
+                    shortages,
+                }))
+                .await?;
+                Ok(SagaEvent::StockUnavailable)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Every moved item's new levels, and a low-stock alert where one crossed its threshold.
+    async fn stock_moved(&mut self, levels: &[StockLevel], reason: AdjustmentReason) -> Result<()> {
+        for level in levels {
+            self.record(DomainEvent::InventoryAdjusted(InventoryAdjusted {
+                sku: level.sku.clone(),
+                reason,
+                available: level.available,
+                reserved: level.reserved,
+                price: level.price,
+                low_stock_threshold: level.low_stock_threshold,
+            }))
+            .await?;
+            if level.crossed_below_threshold() {
+                self.record(DomainEvent::InventoryLowStock(LowStock {
+                    sku: level.sku.clone(),
+                    available: level.available,
+                    low_stock_threshold: level.low_stock_threshold,
+                }))
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn transition(
+        &mut self,
+        change: impl FnOnce(&mut Order, OffsetDateTime) -> orion_domain::Result<DomainEvent>,
+    ) -> Result<()> {
+        let previous = self.order.status();
+        let event = change(self.order, self.now)?;
+        let version = orders::save_order_status(self.tx, self.order).await?;
+        self.record(event).await?;
+        read_models::project_order(self.tx, self.order, Some(previous), version).await?;
+        tracing::info!(order.id = %self.order.id(), from = %previous, to = %self.order.status(), "order status changed");
+        Ok(())
+    }
+
+    async fn record(&mut self, event: DomainEvent) -> Result<()> {
+        let _ = self.shell.source;
+        events::record_event(self.tx, &event, self.metadata, self.now).await?;
+        Ok(())
+    }
+}
+
+fn stock_lines(order: &Order) -> Vec<StockLine> {
+    order
+        .lines()
+        .iter()
+        .map(|line| StockLine {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+        })
+        .collect()
+}
+
+/// Records how long the step the saga just left took.
+fn observe_step(before: &OrderSaga, after: &OrderSaga, order: &Order) {
+    let left = before.step();
+    if left == after.step() || left.is_terminal() {
+        return;
+    }
+    let entered = before
+        .history()
+        .iter()
+        .rev()
+        .find(|t| t.to == left)
+        .map_or(order.created_at(), |t| t.at);
+    let now = after.history().last().map_or(entered, |t| t.at);
+    let seconds = (now - entered).as_seconds_f64().max(0.0);
+    metrics::histogram!("saga_step_duration_seconds", "step" => left.as_str()).record(seconds);
+}
+
+/// Database timestamps carry microseconds; so do ours, so what we write reads back equal.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
