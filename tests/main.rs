@@ -12,4 +12,5 @@ mod api_ops;
 mod api_orders;
 mod config;
 mod lifecycle;
+mod saga;
 mod support;

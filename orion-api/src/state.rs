@@ -35,7 +35,8 @@ impl AppState {
         let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
         let publisher = Publisher::new(
             broker.clone(),
-            Topology::new(config.amqp.amqp_prefix.clone()),
+            Topology::new(config.amqp.amqp_prefix.clone())
+                .with_retry_delays(config.amqp.retry_delays_ms()),
         );
         Self {
             pool,

@@ -126,7 +126,8 @@ pub async fn run(
     let templates = Arc::new(Templates::load()?);
     let mailer = Mailer::new(&config.smtp_url, &config.email_from)?;
     let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
-    let topology = Topology::new(config.amqp.amqp_prefix.clone());
+    let topology = Topology::new(config.amqp.amqp_prefix.clone())
+        .with_retry_delays(config.amqp.retry_delays_ms());
     let publisher = Publisher::new(broker.clone(), topology.clone());
     let relay = OutboxRelay::new(
         pool.clone(),

@@ -12,14 +12,25 @@ pub(crate) const CUSTOMER: (&str, &str) = ("customer@orion.local", "orion-custom
 /// The secret the test API signs with, so tests can forge and expire tokens.
 pub(crate) const JWT_SECRET: &str = "test-secret-for-the-e2e-suite-0123456789";
 
+/// A registered customer.
+pub(crate) struct Customer {
+    pub(crate) id: Uuid,
+    pub(crate) email: String,
+    pub(crate) token: String,
+}
+
 pub(crate) struct TestApi {
     pub(crate) running: Running,
     pub(crate) client: Client,
     pub(crate) db: String,
     /// This test's own exchange and queues on the shared broker.
     pub(crate) topology: orion_messaging::Topology,
-    amqp: String,
+    pub(crate) amqp: String,
 }
+
+/// Short retry delays for every test process (API and worker must agree on them), so a message
+/// that keeps failing is parked in about a second.
+pub(crate) const RETRY_DELAYS_MS: &str = "100,200,400";
 
 impl TestApi {
     /// Starts the API in dev mode (demo catalog and accounts) on the per-test database.
@@ -40,7 +51,14 @@ impl TestApi {
         ];
         let amqp = amqp_url();
         let prefix = format!("test-{}.", Uuid::new_v4().simple());
-        args.extend(["--amqp-url", &amqp, "--amqp-prefix", &prefix]);
+        args.extend([
+            "--amqp-url",
+            &amqp,
+            "--amqp-prefix",
+            &prefix,
+            "--amqp-retry-delays-ms",
+            RETRY_DELAYS_MS,
+        ]);
         args.extend_from_slice(extra);
         let config = <orion_api::Cli as clap::Parser>::parse_from(args).config;
         let running =
@@ -50,7 +68,7 @@ impl TestApi {
             running,
             client: Client::new(),
             db,
-            topology: orion_messaging::Topology::new(prefix),
+            topology: orion_messaging::Topology::new(prefix).with_retry_delays([100, 200, 400]),
             amqp,
         }
     }
@@ -94,6 +112,12 @@ impl TestApi {
 
     /// Registers a new customer and returns (id, access token).
     pub(crate) async fn new_customer(&self) -> (Uuid, String) {
+        let customer = self.register_customer().await;
+        (customer.id, customer.token)
+    }
+
+    /// Registers a new customer with a unique address.
+    pub(crate) async fn register_customer(&self) -> Customer {
         let email = format!("c-{}@example.com", Uuid::now_v7());
         let password = "a fine long password";
         let response = self
@@ -111,7 +135,35 @@ impl TestApi {
             .as_str()
             .and_then(|s| s.parse().ok())
             .expect("user id");
-        (id, self.token((&email, password)).await)
+        let token = self.token((&email, password)).await;
+        Customer { id, email, token }
+    }
+
+    /// GETs `path` with `token`, expecting 200, and returns the JSON body.
+    pub(crate) async fn get_json(&self, path: &str, token: &str) -> Value {
+        let response = self.get(path, Some(token)).send().await.expect("GET");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Polls the order until its status is one of `statuses`; returns the order.
+    pub(crate) async fn wait_for_status(
+        &self,
+        token: &str,
+        order_id: &str,
+        statuses: &[&str],
+    ) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            last = self
+                .get_json(&format!("/api/orders/{order_id}"), token)
+                .await;
+            if statuses.iter().any(|s| last["status"] == *s) {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("order {order_id} did not reach {statuses:?} within 30 s; last seen: {last}");
     }
 
     /// Places an order and returns its JSON; fails the test unless it was accepted.

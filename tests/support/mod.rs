@@ -3,6 +3,8 @@
 
 mod api;
 mod app;
+mod worker;
 
-pub(crate) use api::{ADMIN, CUSTOMER, JWT_SECRET, TestApi, expect_problem, with_token};
+pub(crate) use api::{ADMIN, CUSTOMER, Customer, JWT_SECRET, TestApi, expect_problem, with_token};
 pub(crate) use app::{Running, database_url, signal};
+pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess};

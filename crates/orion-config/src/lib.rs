@@ -88,6 +88,35 @@ pub struct AmqpArgs {
     /// can share one broker. Empty in a normal installation.
     #[arg(long = "amqp-prefix", env = "ORION_AMQP_PREFIX", default_value = "")]
     pub amqp_prefix: String,
+
+    /// Waits before the first, second and later retries of a failed message, in milliseconds.
+    /// Every process on one broker must use the same three values.
+    #[arg(long = "amqp-retry-delays-ms", env = "ORION_AMQP_RETRY_DELAYS_MS",
+          default_value = "1000,5000,30000", value_parser = parse_retry_delays)]
+    pub amqp_retry_delays_ms: [u32; 3],
+}
+
+impl AmqpArgs {
+    /// The three retry delays, in milliseconds.
+    pub fn retry_delays_ms(&self) -> [u32; 3] {
+        self.amqp_retry_delays_ms
+    }
+}
+
+/// `a,b,c`: three delays in milliseconds, each from 10 ms to an hour.
+fn parse_retry_delays(raw: &str) -> std::result::Result<[u32; 3], String> {
+    let delays = raw
+        .split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|ms| (10..=3_600_000).contains(ms))
+                .ok_or_else(|| format!("{part:?} is not a delay from 10 to 3600000 ms"))
+        })
+        .collect::<std::result::Result<Vec<u32>, String>>()?;
+    <[u32; 3]>::try_from(delays)
+        .map_err(|d| format!("expected three delays separated by commas, got {}", d.len()))
 }
 
 /// Refuses a JWT signing secret that is the development default or too short outside dev mode.
@@ -113,6 +142,15 @@ pub fn check_jwt_secret(env: Environment, secret: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delays_are_three_bounded_numbers() {
+        assert_eq!(parse_retry_delays("100, 200,400"), Ok([100, 200, 400]));
+        assert!(parse_retry_delays("100,200").is_err());
+        assert!(parse_retry_delays("100,200,400,800").is_err());
+        assert!(parse_retry_delays("1,200,400").is_err());
+        assert!(parse_retry_delays("a,b,c").is_err());
+    }
 
     #[test]
     fn prod_refuses_default_and_short_secrets() {

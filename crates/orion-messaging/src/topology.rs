@@ -78,13 +78,22 @@ impl WorkQueue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     prefix: String,
+    retry_delays_ms: [u32; 3],
 }
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            retry_delays_ms: RETRY_DELAYS_MS,
         }
+    }
+
+    /// Other retry delays than the default 1 s, 5 s, 30 s. Every process declaring the topology
+    /// on one broker must use the same ones: the broker refuses a queue redeclared with another TTL.
+    pub fn with_retry_delays(mut self, delays_ms: [u32; 3]) -> Self {
+        self.retry_delays_ms = delays_ms;
+        self
     }
 
     pub fn prefix(&self) -> &str {
@@ -149,7 +158,7 @@ impl Topology {
                     )
                     .await?;
             }
-            for (level, delay) in RETRY_DELAYS_MS.into_iter().enumerate() {
+            for (level, delay) in self.retry_delays_ms.into_iter().enumerate() {
                 // Expired messages go through the default exchange straight back to the work queue.
                 let mut arguments = quorum();
                 arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(delay));

@@ -1,0 +1,504 @@
+//! The order saga end to end: orders placed over HTTP, the worker consuming real RabbitMQ queues,
+//! stock and payments in the real database, email caught by a real SMTP server.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use crate::support::{ADMIN, Customer, Mailbox, TestApi, TestWorker};
+
+/// (available, reserved) of an item, read over the API.
+async fn stock(api: &TestApi, sku: &str) -> (i64, i64) {
+    let item: Value = api
+        .get(&format!("/api/inventory/{sku}"), None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        item["available"].as_i64().unwrap(),
+        item["reserved"].as_i64().unwrap(),
+    )
+}
+
+/// Creates an item with `available` units (admin).
+async fn create_item(api: &TestApi, sku: &str, available: u32, threshold: u32) {
+    let admin = api.token(ADMIN).await;
+    let response = api
+        .post(
+            "/api/inventory",
+            Some(&admin),
+            &json!({"sku": sku, "name": format!("Item {sku}"), "price": {"amount": 1000, "currency": "USD"},
+                    "available": available, "low_stock_threshold": threshold}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "create {sku}");
+}
+
+async fn place(api: &TestApi, customer: &Customer, body: &Value) -> String {
+    let response = api
+        .post("/api/orders", Some(&customer.token), body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let order: Value = response.json().await.unwrap();
+    order["id"].as_str().unwrap().to_owned()
+}
+
+async fn payment_status(pool: &PgPool, order_id: &str) -> Option<String> {
+    sqlx::query_scalar("select status from payments where order_id = $1::uuid")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+/// Emails recorded for an order, as (kind, status).
+async fn deliveries(pool: &PgPool, order_id: &str) -> Vec<(String, String)> {
+    sqlx::query("select kind, status from email_deliveries where order_id = $1::uuid order by kind")
+        .bind(order_id)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Waits until the order's emails of `kinds` are recorded as sent.
+async fn wait_for_emails(pool: &PgPool, order_id: &str, kinds: &[&str]) {
+    for _ in 0..200 {
+        let sent = deliveries(pool, order_id).await;
+        if kinds.iter().all(|k| {
+            sent.iter()
+                .any(|(kind, status)| kind == k && status == "sent")
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "emails {kinds:?} of {order_id} not sent; recorded: {:?}",
+        deliveries(pool, order_id).await
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_placed_order_is_reserved_paid_confirmed_and_the_customer_is_told(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    let customer = api.register_customer().await;
+    let before = stock(&api, "SKU-1").await;
+
+    let id = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-1", "quantity": 2}]}),
+    )
+    .await;
+    let order = api
+        .wait_for_status(&customer.token, &id, &["confirmed"])
+        .await;
+    assert_eq!(order["failure_reason"], Value::Null);
+
+    assert_eq!(
+        stock(&api, "SKU-1").await,
+        (before.0 - 2, before.1 + 2),
+        "moved to reserved"
+    );
+    let pool = api.pool().await;
+    assert_eq!(
+        payment_status(&pool, &id).await.as_deref(),
+        Some("authorized")
+    );
+
+    let mailbox = Mailbox::new();
+    let confirmed = mailbox.wait_for(&customer.email, "is confirmed").await;
+    assert!(
+        confirmed["text"]
+            .as_str()
+            .unwrap()
+            .contains("Orion T-shirt")
+    );
+    assert!(confirmed["html"].as_str().unwrap().contains("<html"));
+    mailbox
+        .wait_for(&customer.email, "We received your order")
+        .await;
+    wait_for_emails(&pool, &id, &["order_confirmed", "order_received"]).await;
+
+    // The timeline shows the saga's steps beside the events.
+    let timeline = api
+        .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
+        .await;
+    let saga = &timeline["saga"];
+    assert_eq!(saga["step"], "awaiting_shipment");
+    assert_eq!(saga["stock"], "held");
+    assert_eq!(saga["payment"], "authorized");
+    let steps: Vec<&str> = saga["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["stock_reserved", "payment_authorized"]);
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "order.placed",
+        "inventory.reserved",
+        "order.reserved",
+        "payment.authorized",
+        "order.confirmed",
+    ] {
+        assert!(kinds.contains(&expected), "{expected} in {kinds:?}");
+    }
+
+    // Worker metrics count the outcome.
+    let metrics = reqwest::get(worker.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("saga_outcomes_total"), "{metrics}");
+    assert!(metrics.contains("saga_step_duration_seconds"));
+
+    // Shipping moves the held stock out; delivering completes the saga.
+    let admin = api.token(ADMIN).await;
+    for action in ["ship", "deliver"] {
+        let response = api
+            .post(
+                &format!("/api/orders/{id}/{action}"),
+                Some(&admin),
+                &json!({}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{action}");
+    }
+    mailbox.wait_for(&customer.email, "is on its way").await;
+    mailbox.wait_for(&customer.email, "was delivered").await;
+    for _ in 0..100 {
+        if stock(&api, "SKU-1").await.1 == before.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stock(&api, "SKU-1").await,
+        (before.0 - 2, before.1),
+        "shipped stock left"
+    );
+    let timeline = api
+        .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
+        .await;
+    assert_eq!(timeline["saga"]["step"], "completed");
+    assert_eq!(timeline["saga"]["stock"], "shipped");
+
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_order_for_more_than_is_in_stock_fails_and_holds_nothing(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    let customer = api.register_customer().await;
+    let before = (stock(&api, "SKU-1").await, stock(&api, "SKU-2").await);
+
+    // One line fits, the other does not: nothing is reserved.
+    let id = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 51}]}),
+    )
+    .await;
+    let order = api.wait_for_status(&customer.token, &id, &["failed"]).await;
+    assert_eq!(order["failure_reason"], "out_of_stock");
+    assert_eq!(
+        (stock(&api, "SKU-1").await, stock(&api, "SKU-2").await),
+        before
+    );
+    let pool = api.pool().await;
+    assert_eq!(
+        payment_status(&pool, &id).await,
+        None,
+        "no payment was asked for"
+    );
+
+    let email = Mailbox::new()
+        .wait_for(&customer.email, "could not complete")
+        .await;
+    assert!(
+        email["text"]
+            .as_str()
+            .unwrap()
+            .contains("because some items in your order are out of stock"),
+        "{email}"
+    );
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_declined_payment_releases_the_reservation(_: PgPoolOptions, options: PgConnectOptions) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    let customer = api.register_customer().await;
+    let pool = api.pool().await;
+    let before = stock(&api, "SKU-12").await;
+
+    // 666.00 is declined by the simulated provider, as is a `tok_decline` token.
+    let by_amount = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-12", "quantity": 1}]}),
+    )
+    .await;
+    let by_token = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-1", "quantity": 1}], "payment_token": "tok_decline_insufficient_funds"}),
+    )
+    .await;
+    for id in [&by_amount, &by_token] {
+        let order = api.wait_for_status(&customer.token, id, &["failed"]).await;
+        assert_eq!(order["failure_reason"], "payment_declined");
+        assert_eq!(payment_status(&pool, id).await.as_deref(), Some("declined"));
+        let timeline = api
+            .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
+            .await;
+        assert_eq!(timeline["saga"]["stock"], "released");
+        let kinds: Vec<&str> = timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"payment.declined") && kinds.contains(&"inventory.released"),
+            "{kinds:?}"
+        );
+        wait_for_emails(&pool, id, &["order_failed"]).await;
+    }
+    assert_eq!(stock(&api, "SKU-12").await, before, "reservation released");
+    let email = Mailbox::new()
+        .wait_for(&customer.email, "could not complete")
+        .await;
+    assert!(
+        email["text"]
+            .as_str()
+            .unwrap()
+            .contains("because the payment was declined")
+    );
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn cancelling_at_each_cancellable_status_releases_stock_and_voids_payment(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    // The API alone first: an order cancelled before the worker ever sees it.
+    let api = TestApi::spawn(&options).await;
+    let customer = api.register_customer().await;
+    let pool = api.pool().await;
+    let before = stock(&api, "SKU-3").await;
+    let cancel = |id: String| {
+        let api = &api;
+        let token = customer.token.clone();
+        async move {
+            let response = api
+                .post(
+                    &format!("/api/orders/{id}/cancel"),
+                    Some(&token),
+                    &json!({}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "cancel {id}");
+        }
+    };
+    let line = json!({"items": [{"sku": "SKU-3", "quantity": 2}]});
+    let pending = place(&api, &customer, &line).await;
+    cancel(pending.clone()).await;
+
+    // A slow payment provider keeps the next order at `reserved` long enough to cancel it there.
+    let worker = TestWorker::spawn(&api, &["--payment-latency-ms", "1500"]).await;
+    let reserved = place(&api, &customer, &line).await;
+    api.wait_for_status(&customer.token, &reserved, &["reserved"])
+        .await;
+    cancel(reserved.clone()).await;
+    let confirmed = place(&api, &customer, &line).await;
+    api.wait_for_status(&customer.token, &confirmed, &["confirmed"])
+        .await;
+    cancel(confirmed.clone()).await;
+
+    for id in [&pending, &reserved, &confirmed] {
+        api.wait_for_status(&customer.token, id, &["cancelled"])
+            .await;
+        // The saga finishes (a late authorization is voided) before the checks.
+        let mut saga = Value::Null;
+        for _ in 0..100 {
+            saga = api
+                .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
+                .await["saga"]
+                .clone();
+            if saga["step"] == "cancelled" && saga["payment"] != "requested" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(saga["step"], "cancelled", "{id}");
+        wait_for_emails(&pool, id, &["order_cancelled"]).await;
+    }
+    assert_eq!(payment_status(&pool, &pending).await, None, "never asked");
+    assert_eq!(
+        payment_status(&pool, &reserved).await.as_deref(),
+        Some("voided"),
+        "late authorization voided"
+    );
+    assert_eq!(
+        payment_status(&pool, &confirmed).await.as_deref(),
+        Some("voided")
+    );
+    assert_eq!(
+        stock(&api, "SKU-3").await,
+        before,
+        "every reservation released"
+    );
+    let held: i64 =
+        sqlx::query_scalar("select count(*) from inventory_reservations where status = 'held'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(held, 0);
+    assert_eq!(
+        Mailbox::new()
+            .subjects(&customer.email)
+            .await
+            .iter()
+            .filter(|s| s.contains("was cancelled"))
+            .count(),
+        3
+    );
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_step_past_its_deadline_fails_with_timeout_and_compensates(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    // The provider answers after 2.5 s; the payment step may take 1 s.
+    let worker = TestWorker::spawn(
+        &api,
+        &[
+            "--payment-latency-ms",
+            "2500",
+            "--payment-timeout-seconds",
+            "1",
+        ],
+    )
+    .await;
+    let customer = api.register_customer().await;
+    let pool = api.pool().await;
+    let before = stock(&api, "SKU-4").await;
+
+    let id = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-4", "quantity": 1}]}),
+    )
+    .await;
+    let order = api.wait_for_status(&customer.token, &id, &["failed"]).await;
+    assert_eq!(order["failure_reason"], "timeout");
+    assert_eq!(stock(&api, "SKU-4").await, before, "released on timeout");
+    // The authorization that arrives after the timeout is voided at once.
+    for _ in 0..60 {
+        if payment_status(&pool, &id).await.as_deref() == Some("voided") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(payment_status(&pool, &id).await.as_deref(), Some("voided"));
+    let email = Mailbox::new()
+        .wait_for(&customer.email, "could not complete")
+        .await;
+    assert!(
+        email["text"]
+            .as_str()
+            .unwrap()
+            .contains("could not be processed in time")
+    );
+    let timeline = api
+        .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
+        .await;
+    let events: Vec<&str> = timeline["saga"]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["stock_reserved", "deadline_checked", "payment_authorized"]
+    );
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_hundred_concurrent_orders_for_twenty_units_confirm_exactly_twenty(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    create_item(&api, "SCARCE-1", 20, 0).await;
+    let customer = api.register_customer().await;
+
+    let body = json!({"items": [{"sku": "SCARCE-1", "quantity": 1}]});
+    let placing = (0..200).map(|_| place(&api, &customer, &body));
+    let ids = futures_util::future::join_all(placing).await;
+    let mut confirmed = 0;
+    let mut out_of_stock = 0;
+    for id in &ids {
+        let order = api
+            .wait_for_status(&customer.token, id, &["confirmed", "failed"])
+            .await;
+        match order["status"].as_str() {
+            Some("confirmed") => confirmed += 1,
+            _ => {
+                assert_eq!(order["failure_reason"], "out_of_stock");
+                out_of_stock += 1;
+            }
+        }
+    }
+    assert_eq!((confirmed, out_of_stock), (20, 180));
+    assert_eq!(stock(&api, "SCARCE-1").await, (0, 20));
+    worker.stop().await;
+    api.stop().await;
+}
