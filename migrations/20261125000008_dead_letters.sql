@@ -20,6 +20,12 @@ CREATE TABLE dead_letters (
 
 CREATE INDEX dead_letters_parked_at_ix ON dead_letters (parked_at DESC, id DESC);
 
--- The email consumer claims a delivery before sending; the sweeper of failed sends and the admin
--- view read by status.
-CREATE INDEX email_deliveries_status_ix ON email_deliveries (status, updated_at);
+-- A delivery is `sending` while an SMTP conversation is under way, with `next_attempt_at` as the
+-- lease. Found `sending` after its lease, the worker that sent it died mid-way: whether the
+-- server took the message is unknown, and Orion would rather not send an email twice.
+ALTER TABLE email_deliveries DROP CONSTRAINT email_deliveries_status_ck;
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_status_ck
+    CHECK (status IN ('pending', 'sending', 'sent', 'failed'));
+
+-- The admin view of deliveries reads by status, newest first.
+CREATE INDEX email_deliveries_status_ix ON email_deliveries (status, created_at DESC);

@@ -12,5 +12,6 @@ mod api_ops;
 mod api_orders;
 mod config;
 mod lifecycle;
+mod resilience;
 mod saga;
 mod support;

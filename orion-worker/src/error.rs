@@ -63,11 +63,23 @@ impl Error {
         }
     }
 
+    /// For the consumer: retryable or not, with the whole chain of causes in the message, which
+    /// is what an admin reads on a parked message.
     pub(crate) fn into_handler_error(self) -> HandlerError {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(&self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
         if self.is_transient() {
-            HandlerError::Retryable(self.to_string())
+            HandlerError::Retryable(message)
         } else {
-            HandlerError::Permanent(self.to_string())
+            HandlerError::Permanent(message)
         }
     }
 }

@@ -12,17 +12,21 @@ use crate::{Error, Result};
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
+    /// Not sent yet, or waiting for another attempt.
     Pending,
+    /// An SMTP conversation is under way (until `next_attempt_at`).
+    Sending,
     Sent,
     Failed,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 3] = [Self::Pending, Self::Sent, Self::Failed];
+    pub const ALL: [DeliveryStatus; 4] = [Self::Pending, Self::Sending, Self::Sent, Self::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Sending => "sending",
             Self::Sent => "sent",
             Self::Failed => "failed",
         }
@@ -54,6 +58,8 @@ pub struct Delivery {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub provider_message_id: Option<String>,
+    /// When a pending delivery may be tried again, or when a sending one's lease ends.
+    pub next_attempt_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub sent_at: Option<OffsetDateTime>,
@@ -69,6 +75,7 @@ struct DeliveryRow {
     attempts: i32,
     last_error: Option<String>,
     provider_message_id: Option<String>,
+    next_attempt_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     sent_at: Option<OffsetDateTime>,
@@ -90,6 +97,7 @@ impl TryFrom<DeliveryRow> for Delivery {
             attempts: row.attempts,
             last_error: row.last_error,
             provider_message_id: row.provider_message_id,
+            next_attempt_at: row.next_attempt_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
             sent_at: row.sent_at,
@@ -115,13 +123,34 @@ pub async fn claim_delivery(conn: &mut PgConnection, new: &NewDelivery<'_>) -> R
     let row = sqlx::query_as!(
         DeliveryRow,
         r#"select id, dedupe_key, order_id, kind, recipient, status, attempts, last_error,
-                  provider_message_id, created_at, updated_at, sent_at
+                  provider_message_id, next_attempt_at, created_at, updated_at, sent_at
            from email_deliveries where dedupe_key = $1 for update"#,
         new.dedupe_key,
     )
     .fetch_one(conn)
     .await?;
     row.try_into()
+}
+
+/// An SMTP conversation starts now and may last until `lease_until`; committed before the
+/// conversation, so a worker that dies during it leaves the delivery `sending`.
+pub async fn mark_sending(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease_until: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query!(
+        r#"update email_deliveries
+           set status = 'sending', next_attempt_at = $2, updated_at = $3
+           where id = $1"#,
+        id,
+        lease_until,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The SMTP server accepted the message.
@@ -185,7 +214,7 @@ pub async fn list_deliveries(
     let rows = sqlx::query_as!(
         DeliveryRow,
         r#"select id, dedupe_key, order_id, kind, recipient, status, attempts, last_error,
-                  provider_message_id, created_at, updated_at, sent_at
+                  provider_message_id, next_attempt_at, created_at, updated_at, sent_at
            from email_deliveries
            where ($1::text is null or status = $1)
            order by created_at desc, id desc
@@ -203,7 +232,7 @@ pub async fn order_deliveries(conn: &mut PgConnection, order_id: OrderId) -> Res
     let rows = sqlx::query_as!(
         DeliveryRow,
         r#"select id, dedupe_key, order_id, kind, recipient, status, attempts, last_error,
-                  provider_message_id, created_at, updated_at, sent_at
+                  provider_message_id, next_attempt_at, created_at, updated_at, sent_at
            from email_deliveries where order_id = $1
            order by created_at, id"#,
         order_id.as_uuid(),

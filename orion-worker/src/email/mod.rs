@@ -186,6 +186,11 @@ impl EmailHandler {
     }
 
     /// Sends one email unless it went out (or failed for good) before.
+    ///
+    /// Three steps: claim the delivery and mark it `sending` (committed), talk to the SMTP
+    /// server, record the outcome. A delivery found `sending` after its lease belongs to a worker
+    /// that died mid-conversation; it is marked failed rather than sent again, because whether the
+    /// server took it is unknown and a customer would rather miss a notice than get it twice.
     async fn deliver(
         &self,
         kind: EmailKind,
@@ -193,49 +198,68 @@ impl EmailHandler {
         inbox_id: Option<uuid::Uuid>,
         metadata: &EventMetadata,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let delivery = emails::claim_delivery(
-            &mut tx,
-            &NewDelivery {
-                dedupe_key: &letter.dedupe_key,
-                order_id: letter.order_id,
-                kind: kind.as_str(),
-                recipient: &letter.recipient,
-            },
-        )
-        .await?;
-        if delivery.status != DeliveryStatus::Pending {
-            if let Some(id) = inbox_id {
-                inbox::record_message(&mut tx, CONSUMER, id).await?;
+        let (mut tx, delivery, now) = loop {
+            let now = now();
+            let mut tx = self.pool.begin().await?;
+            let delivery = emails::claim_delivery(
+                &mut tx,
+                &NewDelivery {
+                    dedupe_key: &letter.dedupe_key,
+                    order_id: letter.order_id,
+                    kind: kind.as_str(),
+                    recipient: &letter.recipient,
+                },
+            )
+            .await?;
+            // Another worker is talking to the SMTP server about it (or was, and died): wait
+            // for its lease to end, then look again.
+            match delivery.next_attempt_at {
+                Some(lease) if delivery.status == DeliveryStatus::Sending && lease > now => {
+                    drop(tx);
+                    let wait = (lease - now).unsigned_abs() + std::time::Duration::from_millis(50);
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break (tx, delivery, now),
             }
-            tx.commit().await?;
-            return Ok(());
+        };
+        let outcome = Outcome {
+            delivery_id: delivery.id,
+            order_id: letter.order_id,
+            kind,
+            attempts: u32::try_from(delivery.attempts).unwrap_or(0) + 1,
+            inbox_id,
+        };
+        match delivery.status {
+            DeliveryStatus::Sent | DeliveryStatus::Failed => {
+                if let Some(id) = inbox_id {
+                    inbox::record_message(&mut tx, CONSUMER, id).await?;
+                }
+                tx.commit().await?;
+                return Ok(());
+            }
+            DeliveryStatus::Sending => {
+                let error = "the worker stopped while sending; the SMTP server may or may not have taken the message, so it is not sent again";
+                return self.give_up(tx, &outcome, error, metadata, now).await;
+            }
+            DeliveryStatus::Pending => {}
         }
         let rendered = self.templates.render(kind, &letter.values)?;
+        emails::mark_sending(&mut tx, delivery.id, now + SEND_LEASE, now).await?;
+        tx.commit().await?;
+
         let message_id = format!("{}@orion", letter.dedupe_key.replace([':', '@'], "."));
-        let attempts = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
-        let now = now();
         let sent = self
             .mailer
             .send(&letter.recipient, &message_id, &rendered)
             .await;
-        let report = |error: Option<String>| EmailDelivery {
-            delivery_id: delivery.id,
-            order_id: letter.order_id,
-            kind: kind.as_str().to_owned(),
-            attempts,
-            error,
-        };
+
+        let now = self::now();
+        let mut tx = self.pool.begin().await?;
         match sent {
             Ok(()) => {
                 emails::mark_sent(&mut tx, delivery.id, &message_id, now).await?;
-                events::record_event(
-                    &mut tx,
-                    &DomainEvent::EmailSent(report(None)),
-                    metadata,
-                    now,
-                )
-                .await?;
+                let event = DomainEvent::EmailSent(outcome.report(None));
+                events::record_event(&mut tx, &event, metadata, now).await?;
                 if let Some(id) = inbox_id {
                     inbox::record_message(&mut tx, CONSUMER, id).await?;
                 }
@@ -245,7 +269,7 @@ impl EmailHandler {
                 tracing::info!(email.kind = kind.as_str(), delivery.id = %delivery.id, "email sent");
                 Ok(())
             }
-            Err(error) if attempts < self.settings.max_attempts && error.is_transient() => {
+            Err(error) if outcome.attempts < self.settings.max_attempts && error.is_transient() => {
                 let retry_at = now + time::Duration::seconds(5);
                 emails::mark_attempt_failed(
                     &mut tx,
@@ -262,27 +286,59 @@ impl EmailHandler {
                 Err(error)
             }
             Err(error) => {
-                emails::mark_attempt_failed(&mut tx, delivery.id, &error.to_string(), None, now)
-                    .await?;
-                events::record_event(
-                    &mut tx,
-                    &DomainEvent::EmailFailed(report(Some(error.to_string()))),
-                    metadata,
-                    now,
-                )
-                .await?;
-                if let Some(id) = inbox_id {
-                    inbox::record_message(&mut tx, CONSUMER, id).await?;
-                }
-                tx.commit().await?;
-                metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "failed")
-                    .increment(1);
-                tracing::warn!(email.kind = kind.as_str(), delivery.id = %delivery.id, %error, attempts, "email failed for good");
-                Ok(())
+                self.give_up(tx, &outcome, &error.to_string(), metadata, now)
+                    .await
             }
         }
     }
+
+    /// Marks a delivery failed for good, with its `email.failed` event.
+    async fn give_up(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        outcome: &Outcome,
+        error: &str,
+        metadata: &EventMetadata,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        emails::mark_attempt_failed(&mut tx, outcome.delivery_id, error, None, now).await?;
+        let event = DomainEvent::EmailFailed(outcome.report(Some(error.to_owned())));
+        events::record_event(&mut tx, &event, metadata, now).await?;
+        if let Some(id) = outcome.inbox_id {
+            inbox::record_message(&mut tx, CONSUMER, id).await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("emails_total", "kind" => outcome.kind.as_str(), "outcome" => "failed")
+            .increment(1);
+        tracing::warn!(email.kind = outcome.kind.as_str(), delivery.id = %outcome.delivery_id, %error, attempts = outcome.attempts, "email failed for good");
+        Ok(())
+    }
 }
+
+/// What the outcome of one delivery attempt is recorded with.
+#[derive(Debug)]
+struct Outcome {
+    delivery_id: uuid::Uuid,
+    order_id: Option<OrderId>,
+    kind: EmailKind,
+    attempts: u32,
+    inbox_id: Option<uuid::Uuid>,
+}
+
+impl Outcome {
+    fn report(&self, error: Option<String>) -> EmailDelivery {
+        EmailDelivery {
+            delivery_id: self.delivery_id,
+            order_id: self.order_id,
+            kind: self.kind.as_str().to_owned(),
+            attempts: self.attempts,
+            error,
+        }
+    }
+}
+
+/// Longest an SMTP conversation may hold a delivery: the transport gives up after 10 s.
+const SEND_LEASE: time::Duration = time::Duration::seconds(15);
 
 fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
