@@ -151,7 +151,7 @@ fn pgbench_percentiles(dir: &Path) -> Result<(f64, f64)> {
     Ok((at(0.50), at(0.99)))
 }
 
-fn psql(url: &str, sql: &str) -> Result<()> {
+pub(crate) fn psql(url: &str, sql: &str) -> Result<()> {
     workspace::run(
         Command::new("psql")
             .arg(url)
@@ -161,7 +161,7 @@ fn psql(url: &str, sql: &str) -> Result<()> {
     )
 }
 
-fn psql_value(url: &str, sql: &str) -> Result<String> {
+pub(crate) fn psql_value(url: &str, sql: &str) -> Result<String> {
     let output = Command::new("psql")
         .arg(url)
         .args(["-tAc", sql])

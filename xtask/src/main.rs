@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_saga;
 mod http;
 mod services;
 mod suite;
@@ -48,6 +49,15 @@ enum Task {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Measure the saga: orders per second with one and two workers, and POST-to-confirmed latency.
+    BenchSaga {
+        /// Seconds of order placing that build the backlog the workers drain.
+        #[arg(long, default_value_t = 10)]
+        backlog_seconds: u64,
+        /// Seconds of steady placing for the latency figures.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+    },
     /// Regenerate the offline query data in `.sqlx/` after changing SQL (or `--check` it).
     SqlxPrepare {
         #[arg(long)]
@@ -67,6 +77,19 @@ fn main() {
         } => {
             let urls = suite::Urls::from_env();
             bench::bench_api(&urls.database, &urls.amqp, concurrency, seconds)
+        }
+        Task::BenchSaga {
+            backlog_seconds,
+            latency_seconds,
+        } => {
+            let urls = suite::Urls::from_env();
+            bench_saga::bench_saga(&bench_saga::SagaBench {
+                database_url: &urls.database,
+                amqp_url: &urls.amqp,
+                smtp_url: &urls.smtp,
+                backlog_seconds,
+                latency_seconds,
+            })
         }
     };
     if let Err(error) = result {

@@ -13,7 +13,7 @@ use crate::workspace;
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/orion";
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const DEFAULT_SMTP_URL: &str = "smtp://127.0.0.1:1025";
-const MAIL_UI_PORT: u16 = 1080;
+pub(crate) const MAIL_UI_PORT: u16 = 1080;
 
 /// The processes of the suite and their addresses (the design's local defaults).
 const API_REPLICAS: [(&str, &str); 2] = [("api-1", "127.0.0.1:8081"), ("api-2", "127.0.0.1:8082")];
@@ -164,22 +164,57 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
     let mut supervisor = Supervisor::default();
     provision(&urls, &mut supervisor)?;
 
-    step("running every test in the workspace");
-    let mut command = workspace::cargo();
-    command.args(["test", "--workspace"]).args(cargo_args);
-    // The tests build their own configuration; a developer's ORION_* settings must not leak in.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ORION_") {
-            command.env_remove(name);
+    // The crash tests start the worker binary as a process of its own, to kill it.
+    step("building orion-worker for the crash tests");
+    workspace::run(
+        workspace::cargo()
+            .args(["build", "-p", "orion-worker"])
+            .env("SQLX_OFFLINE", "true"),
+        "cargo build -p orion-worker",
+    )?;
+    let test_command = |args: &[&str]| -> Result<Command> {
+        let mut command = workspace::cargo();
+        command.arg("test").args(args);
+        // The tests build their own configuration; a developer's ORION_* settings must not leak in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ORION_") {
+                command.env_remove(name);
+            }
         }
-    }
-    command
-        .env("SQLX_OFFLINE", "true")
-        .env("DATABASE_URL", urls.maintenance_database()?)
-        .env("ORION_TEST_AMQP_URL", &urls.amqp)
-        .env("ORION_TEST_SMTP_URL", &urls.smtp);
-    let result = workspace::run(&mut command, "cargo test")
-        .and_then(|()| schemathesis(&urls, &mut supervisor));
+        let mail_host = services::Endpoint::from_url(&urls.smtp)
+            .map_or_else(|_| "127.0.0.1".to_owned(), |e| e.host);
+        command
+            .env("SQLX_OFFLINE", "true")
+            .env("DATABASE_URL", urls.maintenance_database()?)
+            .env("ORION_TEST_AMQP_URL", &urls.amqp)
+            .env("ORION_TEST_SMTP_URL", &urls.smtp)
+            .env(
+                "ORION_TEST_MAIL_API",
+                format!("http://{mail_host}:{MAIL_UI_PORT}"),
+            );
+        Ok(command)
+    };
+    step("running every test in the workspace");
+    let mut all = test_command(&["--workspace"])?;
+    all.args(cargo_args);
+    let result = workspace::run(&mut all, "cargo test").and_then(|()| {
+        if !cargo_args.is_empty() {
+            return Ok(());
+        }
+        // Tests that disturb what every other test shares (the broker) run alone, afterwards.
+        step("running the disruptive tests one at a time");
+        let mut alone = test_command(&[
+            "-p",
+            "orion-tests",
+            "--test",
+            "e2e",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ])?;
+        workspace::run(&mut alone, "cargo test (disruptive)")?;
+        schemathesis(&urls, &mut supervisor)
+    });
     supervisor.stop_all();
     result?;
     println!("==> all tests passed");

@@ -84,32 +84,47 @@ impl Supervisor {
 
     /// Stops every child, newest first: SIGTERM, up to 15 s to finish, then SIGKILL.
     pub(crate) fn stop_all(&mut self) {
-        while let Some((name, mut child)) = self.children.pop() {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                continue;
-            }
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + GRACE;
-            let stopped = loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break true,
-                    Ok(None) if Instant::now() >= deadline => break false,
-                    Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            };
-            if stopped {
-                println!("    stopped {name}");
-            } else {
-                println!(
-                    "    {name} did not stop within {} s; killing it",
-                    GRACE.as_secs()
-                );
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        while let Some((name, child)) = self.children.pop() {
+            stop_child(&name, child);
         }
+    }
+
+    /// Stops the children called `name` the same way.
+    pub(crate) fn stop(&mut self, name: &str) {
+        let (stopping, kept) = std::mem::take(&mut self.children)
+            .into_iter()
+            .partition(|(n, _)| n == name);
+        self.children = kept;
+        for (name, child) in stopping {
+            stop_child(&name, child);
+        }
+    }
+}
+
+fn stop_child(name: &str, mut child: Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + GRACE;
+    let stopped = loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => break true,
+            Ok(None) if Instant::now() >= deadline => break false,
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    if stopped {
+        println!("    stopped {name}");
+    } else {
+        println!(
+            "    {name} did not stop within {} s; killing it",
+            GRACE.as_secs()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

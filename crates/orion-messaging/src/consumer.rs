@@ -47,6 +47,9 @@ pub struct ConsumerSettings {
     pub concurrency: usize,
     /// Failures after which a message is parked.
     pub max_attempts: u32,
+    /// Longest a handler may take with one message; after that it counts as a retryable
+    /// failure, so a hung dependency cannot hold a slot for ever.
+    pub handler_timeout: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -55,6 +58,7 @@ impl Default for ConsumerSettings {
             prefetch: 32,
             concurrency: 8,
             max_attempts: 5,
+            handler_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -163,6 +167,7 @@ impl QueueConsumer {
                 topology: self.topology.clone(),
                 queue: self.queue,
                 max_attempts: self.settings.max_attempts,
+                handler_timeout: self.settings.handler_timeout,
             };
             tokio::spawn(async move {
                 if let Err(error) = settle.handle(delivery, handler.as_ref()).await {
@@ -204,6 +209,7 @@ struct Settle {
     topology: Topology,
     queue: WorkQueue,
     max_attempts: u32,
+    handler_timeout: Duration,
 }
 
 impl Settle {
@@ -214,7 +220,14 @@ impl Settle {
     {
         let attempts = attempts(&delivery.properties);
         let outcome = match Envelope::from_bytes(&delivery.data) {
-            Ok(envelope) => handler(envelope).await,
+            Ok(envelope) => tokio::time::timeout(self.handler_timeout, handler(envelope))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HandlerError::Retryable(format!(
+                        "the handler took longer than {} s",
+                        self.handler_timeout.as_secs()
+                    )))
+                }),
             Err(error) => Err(HandlerError::Permanent(format!(
                 "undecodable message: {error}"
             ))),

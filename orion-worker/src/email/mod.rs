@@ -211,12 +211,14 @@ impl EmailHandler {
                 },
             )
             .await?;
-            // Another worker is talking to the SMTP server about it (or was, and died): wait
-            // for its lease to end, then look again.
+            // Another worker is talking to the SMTP server about it (or was, and died): look
+            // again shortly, until it is done or its lease ends.
             match delivery.next_attempt_at {
                 Some(lease) if delivery.status == DeliveryStatus::Sending && lease > now => {
                     drop(tx);
-                    let wait = (lease - now).unsigned_abs() + std::time::Duration::from_millis(50);
+                    let wait = (lease - now)
+                        .unsigned_abs()
+                        .min(std::time::Duration::from_millis(200));
                     tokio::time::sleep(wait).await;
                 }
                 _ => break (tx, delivery, now),
