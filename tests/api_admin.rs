@@ -279,3 +279,47 @@ async fn an_orders_write_key_orders_for_a_named_customer(
     expect_problem(not_theirs, 403, "forbidden").await;
     api.stop().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn dead_letter_and_email_listings_refuse_bad_parameters_clearly(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let admin = api.token(ADMIN).await;
+    for (path, kind) in [
+        ("/api/admin/dead-letters?limit=0", "bad-request"),
+        ("/api/admin/dead-letters?cursor=not-a-cursor", "bad-request"),
+        ("/api/admin/dead-letters?color=red", "bad-request"),
+        ("/api/admin/email-deliveries?status=lost", "bad-request"),
+        ("/api/admin/email-deliveries?limit=101", "bad-request"),
+    ] {
+        let response = api.get(path, Some(&admin)).send().await.unwrap();
+        let problem = expect_problem(response, 400, kind).await;
+        assert!(
+            problem["detail"].as_str().unwrap().len() > 10,
+            "{path}: {problem}"
+        );
+    }
+    let replay = api
+        .post(
+            "/api/admin/dead-letters/not-a-uuid/replay",
+            Some(&admin),
+            &serde_json::json!({}),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(replay, 400, "bad-request").await;
+    // Empty lists are lists.
+    let letters = api.get_json("/api/admin/dead-letters", &admin).await;
+    assert_eq!(
+        letters,
+        serde_json::json!({"items": [], "next_cursor": null})
+    );
+    let emails = api
+        .get_json("/api/admin/email-deliveries?status=failed", &admin)
+        .await;
+    assert_eq!(emails, serde_json::json!({"items": []}));
+    api.stop().await;
+}

@@ -91,7 +91,7 @@ async fn every_endpoint_admits_exactly_the_right_callers(
         .to_owned();
 
     //                                                     anon owner other admin  read write  inv
-    let rows: [Row; 17] = [
+    let rows: [Row; 20] = [
         ("GET /api/auth/me", [401, 200, 200, 200, 403, 403, 403]),
         ("GET /api/orders", [401, 200, 200, 200, 200, 403, 403]),
         (
@@ -141,6 +141,18 @@ async fn every_endpoint_admits_exactly_the_right_callers(
         (
             "DELETE /api/admin/api-keys/{random}",
             [401, 403, 403, 404, 403, 403, 403],
+        ),
+        (
+            "GET /api/admin/dead-letters",
+            [401, 403, 403, 200, 403, 403, 403],
+        ),
+        (
+            "POST /api/admin/dead-letters/{random}/replay",
+            [401, 403, 403, 404, 403, 403, 403],
+        ),
+        (
+            "GET /api/admin/email-deliveries",
+            [401, 403, 403, 200, 403, 403, 403],
         ),
     ];
 
