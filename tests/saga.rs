@@ -502,3 +502,127 @@ async fn two_hundred_concurrent_orders_for_twenty_units_confirm_exactly_twenty(
     worker.stop().await;
     api.stop().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn stock_falling_below_its_threshold_alerts_the_admins(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    let sku = format!("LOW-{}", uuid::Uuid::now_v7().simple());
+    create_item(&api, &sku, 6, 5).await;
+    let customer = api.register_customer().await;
+    let id = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": sku, "quantity": 2}]}),
+    )
+    .await;
+    api.wait_for_status(&customer.token, &id, &["confirmed"])
+        .await;
+    let alert = Mailbox::new()
+        .wait_for(ADMIN.0, &format!("Low stock: {sku} has 4 left"))
+        .await;
+    assert!(
+        alert["text"]
+            .as_str()
+            .unwrap()
+            .contains("below its threshold of 5")
+    );
+    let pool = api.pool().await;
+    let alerts: i64 = sqlx::query_scalar(
+        "select count(*) from event_log where event_type = 'inventory.low_stock' and aggregate_id = $1",
+    )
+    .bind(&sku)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(alerts, 1);
+    // Already below: another order does not alert again.
+    let again = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": sku, "quantity": 1}]}),
+    )
+    .await;
+    api.wait_for_status(&customer.token, &again, &["confirmed"])
+        .await;
+    let alerts: i64 = sqlx::query_scalar(
+        "select count(*) from event_log where event_type = 'inventory.low_stock' and aggregate_id = $1",
+    )
+    .bind(&sku)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(alerts, 1, "one alert per crossing");
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_email_the_smtp_server_never_takes_is_retried_then_marked_failed(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let smtp = format!("smtp://{closed}");
+    let worker = TestWorker::spawn(&api, &["--smtp-url", &smtp, "--email-max-attempts", "3"]).await;
+    let customer = api.register_customer().await;
+    let id = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-1", "quantity": 1}]}),
+    )
+    .await;
+    api.wait_for_status(&customer.token, &id, &["confirmed"])
+        .await;
+
+    let admin = api.token(ADMIN).await;
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        let list = api
+            .get_json("/api/admin/email-deliveries?status=failed", &admin)
+            .await;
+        failed = list["items"].as_array().unwrap().clone();
+        if failed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        failed.len(),
+        2,
+        "received and confirmed both gave up: {failed:?}"
+    );
+    for delivery in &failed {
+        assert_eq!(delivery["attempts"], 3);
+        assert_eq!(delivery["recipient"], customer.email.as_str());
+        assert!(
+            delivery["last_error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty())
+        );
+    }
+    let pool = api.pool().await;
+    let events: i64 = sqlx::query_scalar(
+        "select count(*) from event_log where event_type = 'email.failed' and order_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 2);
+    let parked: i64 = sqlx::query_scalar("select count(*) from dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0, "an email gives up before its message is parked");
+    worker.stop().await;
+    api.stop().await;
+}

@@ -18,7 +18,7 @@ pub(crate) fn smtp_url() -> String {
 
 /// The worker's command line for `api`, plus `extra` flags.
 fn worker_args(api: &TestApi, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
+    let defaults = [
         "--database-url",
         &api.db,
         "--database-max-connections",
@@ -35,10 +35,14 @@ fn worker_args(api: &TestApi, extra: &[&str]) -> Vec<String> {
         "100",
         "--public-url",
         "http://shop.test",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    ];
+    // A flag given in `extra` replaces its default.
+    let mut args: Vec<String> = defaults
+        .chunks(2)
+        .filter(|pair| !extra.contains(&pair[0]))
+        .flatten()
+        .map(|s| (*s).to_owned())
+        .collect();
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args
 }
