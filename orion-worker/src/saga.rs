@@ -31,7 +31,7 @@ use orion_persistence::{PgConnection, Pool, inbox, orders, read_models, sagas};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Error, Result};
+use crate::{Error, Result, now};
 
 /// The inbox name of the saga consumer.
 pub const CONSUMER: &str = "saga";
@@ -75,7 +75,6 @@ pub struct SagaShell<P> {
     pool: Pool,
     provider: Arc<P>,
     settings: SagaSettings,
-    source: &'static str,
 }
 
 impl<P: PaymentProvider + 'static> SagaShell<P> {
@@ -84,7 +83,6 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             pool,
             provider,
             settings,
-            source: "orion-worker",
         }
     }
 
@@ -550,7 +548,6 @@ impl<P: PaymentProvider + 'static> Run<'_, P> {
     }
 
     async fn record(&mut self, event: DomainEvent) -> Result<()> {
-        let _ = self.shell.source;
         events::record_event(self.tx, &event, self.metadata, self.now).await?;
         Ok(())
     }
@@ -582,11 +579,4 @@ fn observe_step(before: &OrderSaga, after: &OrderSaga, order: &Order) {
     let now = after.history().last().map_or(entered, |t| t.at);
     let seconds = (now - entered).as_seconds_f64().max(0.0);
     metrics::histogram!("saga_step_duration_seconds", "step" => left.as_str()).record(seconds);
-}
-
-/// Database timestamps carry microseconds; so do ours, so what we write reads back equal.
-fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
 }

@@ -10,7 +10,7 @@ use orion_persistence::emails::{self, DeliveryStatus};
 use orion_persistence::read_models;
 use uuid::Uuid;
 
-use super::orders::{decode_cursor, encode_cursor, page_size};
+use super::pagination::{after_cursor, page_size, split_page};
 use super::{begin, commit, connection};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
@@ -225,21 +225,11 @@ pub(crate) async fn list_dead_letters(
 ) -> Result<Json<DeadLetterList>, ApiError> {
     auth.require_admin()?;
     let limit = page_size(query.limit, 20)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(decode_cursor)
-        .transpose()?;
-    let mut letters =
+    let after = after_cursor(query.cursor.as_deref())?;
+    let letters =
         dead_letters::list_dead_letters(&mut *connection(&state.pool).await?, after, limit + 1)
             .await?;
-    let next_cursor = if letters.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
-        letters.truncate(letters.len() - 1);
-        letters.last().map(|l| encode_cursor(l.parked_at, l.id))
-    } else {
-        None
-    };
+    let (letters, next_cursor) = split_page(letters, limit, |l| (l.parked_at, l.id));
     Ok(Json(DeadLetterList {
         items: letters.into_iter().map(dead_letter_response).collect(),
         next_cursor,

@@ -9,7 +9,7 @@ use orion_domain::{Currency, DomainEvent, InventoryItem, Money, Quantity, Sku};
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::inventory;
 
-use super::orders::page_size;
+use super::pagination::page_size;
 use super::{begin, commit, connection};
 use crate::AppState;
 use crate::error::{ApiError, Problem};

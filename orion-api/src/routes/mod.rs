@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod health;
 pub(crate) mod inventory;
 pub(crate) mod orders;
+mod pagination;
 
 use crate::error::ApiError;
 

@@ -7,8 +7,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use orion_auth::{Principal, Scope};
 use orion_domain::order::MAX_LINES;
 use orion_domain::{CustomerId, Order, OrderId, OrderLine, OrderSaga, OrderStatus, Quantity, Sku};
@@ -20,6 +18,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::pagination::{after_cursor, page_size, split_page};
 use super::{begin, commit, connection};
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -289,58 +288,18 @@ pub(crate) async fn list_orders(
         None => None,
     };
     let limit = page_size(query.limit, 20)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(decode_cursor)
-        .transpose()?;
+    let after = after_cursor(query.cursor.as_deref())?;
     let filter = OrderFilter {
         customer_id,
         status,
         after,
     };
-    let mut views =
+    let views =
         read_models::list_order_views(&mut *connection(&state.pool).await?, &filter, limit + 1)
             .await?;
-    let next_cursor = if views.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
-        views.truncate(views.len() - 1);
-        views
-            .last()
-            .map(|v| encode_cursor(v.created_at, v.order_id))
-    } else {
-        None
-    };
+    let (views, next_cursor) = split_page(views, limit, |v| (v.created_at, v.order_id));
     let items = views.iter().map(view_response).collect::<Result<_, _>>()?;
     Ok(Json(OrderList { items, next_cursor }))
-}
-
-pub(crate) fn page_size(requested: Option<i64>, default: i64) -> Result<i64, ApiError> {
-    match requested {
-        None => Ok(default),
-        Some(n) if (1..=100).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and 100, got {n}"
-        ))),
-    }
-}
-
-pub(crate) fn encode_cursor(created_at: OffsetDateTime, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", created_at.unix_timestamp_nanos()))
-}
-
-pub(crate) fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
-    let invalid =
-        || ApiError::BadRequest("invalid cursor; pass `next_cursor` from the previous page".into());
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (nanos, id) = text.split_once('|').ok_or_else(invalid)?;
-    let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
-    let created_at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .filter(|t| (1970..=9999).contains(&t.year()))
-        .ok_or_else(invalid)?;
-    Ok((created_at, id.parse().map_err(|_| invalid())?))
 }
 
 fn view_response(view: &OrderView) -> Result<OrderResponse, ApiError> {

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 pub use mailer::Mailer;
 pub use templates::{EmailKind, Rendered, Templates};
 
-use crate::{Error, Result};
+use crate::{Error, Result, now};
 
 /// The inbox name of the email consumer.
 pub const CONSUMER: &str = "email";
@@ -255,7 +255,7 @@ impl EmailHandler {
             .send(&letter.recipient, &message_id, &rendered)
             .await;
 
-        let now = self::now();
+        let now = now();
         let mut tx = self.pool.begin().await?;
         match sent {
             Ok(()) => {
@@ -341,9 +341,3 @@ impl Outcome {
 
 /// Longest an SMTP conversation may hold a delivery: the transport gives up after 10 s.
 const SEND_LEASE: time::Duration = time::Duration::seconds(15);
-
-fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
-}
