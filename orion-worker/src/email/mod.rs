@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 pub use mailer::Mailer;
 pub use templates::{EmailKind, Rendered, Templates};
 
-use crate::{Error, Result, now};
+use crate::{Error, Result};
 
 /// The inbox name of the email consumer.
 pub const CONSUMER: &str = "email";
@@ -199,7 +199,7 @@ impl EmailHandler {
         metadata: &EventMetadata,
     ) -> Result<()> {
         let (mut tx, delivery, now) = loop {
-            let now = now();
+            let now = crate::now();
             let mut tx = self.pool.begin().await?;
             let delivery = emails::claim_delivery(
                 &mut tx,
@@ -255,7 +255,7 @@ impl EmailHandler {
             .send(&letter.recipient, &message_id, &rendered)
             .await;
 
-        let now = now();
+        let now = crate::now();
         let mut tx = self.pool.begin().await?;
         match sent {
             Ok(()) => {
