@@ -107,20 +107,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
             supervisor.spawn(&format!("worker-{n}"), worker)?;
             worker_addresses.push(address);
         }
-        let pending_sql = format!(
-            "select count(*) from orders where created_at >= '{since}' and status not in ('confirmed', 'failed', 'cancelled')"
-        );
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let pending: u64 = psql_value(database.as_str(), &pending_sql)?.parse()?;
-            if pending == 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{pending} orders still not final after 10 minutes");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_final(database.as_str(), &since)?;
         let drained = started.elapsed().as_secs_f64();
         let failed = psql_value(
             database.as_str(),
@@ -135,7 +122,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
         ));
         let since = psql_value(database.as_str(), "select now()")?;
         load(&bin, &api_address, 2, bench.latency_seconds)?;
-        std::thread::sleep(Duration::from_secs(3));
+        wait_until_final(database.as_str(), &since)?;
         let percentiles = psql_value(
             database.as_str(),
             &format!(
@@ -165,6 +152,24 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Waits until every order placed since `since` is final.
+fn wait_until_final(database: &str, since: &str) -> Result<()> {
+    let pending_sql = format!(
+        "select count(*) from orders where created_at >= '{since}' and status not in ('confirmed', 'failed', 'cancelled')"
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let pending: u64 = psql_value(database, &pending_sql)?.parse()?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{pending} orders still not final after 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn free_address() -> Result<String> {
