@@ -115,14 +115,21 @@ impl OutboxRelay {
         let mut outcome = Ok(());
         // Stay well inside the lease, so no other relay takes rows this one is still publishing.
         let budget = std::time::Instant::now() + self.settings.lease.unsigned_abs() / 2;
+        // Aggregates with an event that failed this round: their later events wait.
+        let mut held_back: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (index, event) in batch.iter().enumerate() {
             if std::time::Instant::now() > budget {
-                unsent = batch[index..].iter().map(|e| e.seq).collect();
+                unsent.extend(batch[index..].iter().map(|e| e.seq));
                 break;
+            }
+            if held_back.contains(event.aggregate_id.as_str()) {
+                unsent.push(event.seq);
+                continue;
             }
             match self.publisher.publish(&self.envelope(event)).await {
                 Ok(()) => published.push(event.seq),
                 Err(error @ (Error::Nacked | Error::Unroutable(_) | Error::Encode(_))) => {
+                    held_back.insert(event.aggregate_id.as_str());
                     // This message is the problem, not the broker: park the row for a while.
                     tracing::warn!(event.id = %event.id, event.type = %event.event_type, %error, "publication failed; will retry");
                     failed.push((
@@ -133,7 +140,7 @@ impl OutboxRelay {
                 }
                 Err(error) => {
                     // The broker is unreachable: give the rest back at once and stop this round.
-                    unsent = batch[index..].iter().map(|e| e.seq).collect();
+                    unsent.extend(batch[index..].iter().map(|e| e.seq));
                     outcome = Err(error);
                     break;
                 }

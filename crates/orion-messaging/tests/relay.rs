@@ -85,11 +85,9 @@ async fn events_are_published_in_order_and_marked_only_after_the_confirm(pool: P
     let other = record(&pool, &adjusted("B", 1)).await;
     let relay = relay(&pool, broker.clone(), &topology);
 
-    // One event per aggregate per round: A's second waits for A's first.
+    // One round takes all three and publishes A's two in order.
     let round = relay.relay_once().await.unwrap();
-    assert_eq!((round.claimed, round.published), (2, 2));
-    let round = relay.relay_once().await.unwrap();
-    assert_eq!((round.claimed, round.published), (1, 1));
+    assert_eq!((round.claimed, round.published), (3, 3));
     assert_eq!(relay.relay_once().await.unwrap().claimed, 0);
     assert_eq!(unpublished(&pool).await, 0);
 
@@ -220,4 +218,31 @@ async fn a_crashed_relays_claim_comes_back_after_its_lease(pool: Pool) {
         .unwrap();
     assert_eq!(reclaimed.len(), 1);
     assert_eq!(reclaimed[0].attempts, 2);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_relay_never_claims_an_event_whose_predecessor_another_relay_holds(pool: Pool) {
+    let a1 = record(&pool, &adjusted("A", 1)).await;
+    let a2 = record(&pool, &adjusted("A", 2)).await;
+    let b1 = record(&pool, &adjusted("B", 1)).await;
+    let lease = time::Duration::seconds(30);
+    let now = OffsetDateTime::now_utc();
+    let mut conn = pool.acquire().await.unwrap();
+    let first = outbox::claim_outbox_batch(&mut conn, 1, lease, now)
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(|e| e.id).collect::<Vec<_>>(), [a1]);
+    // A's first is with the other relay: A's second must wait; B's is free.
+    let second = outbox::claim_outbox_batch(&mut conn, 10, lease, now)
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(|e| e.id).collect::<Vec<_>>(), [b1]);
+    // Once A's first is published, its second is claimable.
+    outbox::mark_published(&mut conn, &[first[0].seq], now)
+        .await
+        .unwrap();
+    let third = outbox::claim_outbox_batch(&mut conn, 10, lease, now)
+        .await
+        .unwrap();
+    assert_eq!(third.iter().map(|e| e.id).collect::<Vec<_>>(), [a2]);
 }

@@ -26,6 +26,11 @@ pub struct PendingEvent {
 }
 
 /// Claims up to `limit` publishable events for `lease`, oldest first.
+///
+/// Order per aggregate: the oldest unpublished rows are picked (skipping rows another relay is
+/// claiming right now), and a picked row is claimed only if every earlier unpublished row of its
+/// aggregate was picked too. So a batch may hold several events of one order, which the caller
+/// publishes in `seq` order, but never an event whose predecessor is with another relay.
 pub async fn claim_outbox_batch(
     conn: &mut PgConnection,
     limit: i64,
@@ -33,18 +38,25 @@ pub async fn claim_outbox_batch(
     now: OffsetDateTime,
 ) -> Result<Vec<PendingEvent>> {
     let rows = sqlx::query!(
-        r#"update outbox o
-           set claimed_until = $3, attempts = o.attempts + 1
-           where o.seq in (
-               select c.seq from outbox c
+        r#"with picked as materialized (
+               select c.seq, c.aggregate_id from outbox c
                where c.published_at is null
                  and (c.claimed_until is null or c.claimed_until < $2)
-                 and not exists (
-                     select 1 from outbox e
-                     where e.aggregate_id = c.aggregate_id and e.published_at is null and e.seq < c.seq)
                order by c.seq
                limit $1
-               for update skip locked)
+               for update skip locked
+           ),
+           eligible as (
+               select p.seq from picked p
+               where not exists (
+                   select 1 from outbox e
+                   where e.aggregate_id = p.aggregate_id and e.published_at is null and e.seq < p.seq
+                     and e.seq not in (select seq from picked))
+           )
+           update outbox o
+           set claimed_until = $3, attempts = o.attempts + 1
+           from eligible
+           where o.seq = eligible.seq
            returning o.seq, o.id, o.aggregate_id, o.event_type, o.payload, o.headers, o.created_at, o.attempts"#,
         limit,
         now,
