@@ -183,7 +183,7 @@ async fn worker_serves_probes_and_stops(_: PgPoolOptions, options: PgConnectOpti
 
 #[tokio::test]
 async fn gateway_serves_liveness_and_stops() {
-    let config = orion_gateway::Config::parse_from(["orion-gateway"]);
+    let config = orion_gateway::Config::parse_from(["orion-gateway", "--https-listen", "off"]);
     let gateway =
         Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))
             .await;

@@ -11,6 +11,7 @@ mod api_inventory;
 mod api_ops;
 mod api_orders;
 mod config;
+mod gateway;
 mod lifecycle;
 mod resilience;
 mod saga;

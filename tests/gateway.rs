@@ -1,0 +1,465 @@
+//! orion-gateway over real sockets, in front of small upstream servers that record what reaches
+//! them (so a test can tell what the replica saw, or that it saw nothing).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::support::{JWT_SECRET, Running, signal};
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A replica stand-in: answers every request with its name, records it, and is ready.
+struct Upstream {
+    name: &'static str,
+    address: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    async fn start(name: &'static str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(name, listener, Arc::new(Mutex::new(Vec::new())))
+    }
+
+    fn serve(name: &'static str, listener: TcpListener, seen: Arc<Mutex<Vec<Seen>>>) -> Upstream {
+        let address = listener.local_addr().unwrap();
+        let record = seen.clone();
+        let app = Router::new()
+            .route(
+                "/health/ready",
+                get(|| async { Json(json!({"status": "ok"})) }),
+            )
+            .fallback(move |request: Request| {
+                let record = record.clone();
+                async move {
+                    let seen = Seen {
+                        method: request.method().to_string(),
+                        path: request.uri().to_string(),
+                        headers: request
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+                            .collect(),
+                    };
+                    record.lock().unwrap().push(seen);
+                    Json(json!({"replica": name}))
+                }
+            });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Upstream {
+            name,
+            address,
+            seen,
+            task,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Stops listening and drops every connection, like a killed process.
+    fn kill(&self) {
+        self.task.abort();
+    }
+
+    /// Listens again on the same address.
+    async fn restart(self) -> Upstream {
+        let listener = TcpListener::bind(self.address).await.unwrap();
+        Self::serve(self.name, listener, self.seen.clone())
+    }
+}
+
+async fn gateway(upstreams: &[&Upstream], extra: &[&str]) -> Running {
+    let list = upstreams
+        .iter()
+        .map(|u| u.address.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec![
+        "orion-gateway",
+        "--https-listen",
+        "off",
+        "--upstreams",
+        &list,
+        "--jwt-secret",
+        JWT_SECRET,
+        "--health-interval-ms",
+        "100",
+        "--health-timeout-ms",
+        "300",
+        "--eject-base-ms",
+        "300",
+    ];
+    args.extend_from_slice(extra);
+    let config = <orion_gateway::Config as clap::Parser>::parse_from(args);
+    Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped))).await
+}
+
+fn token(secret: &str, expires_in: i64) -> String {
+    let keys = orion_auth::TokenKeys::new(secret.as_bytes(), time::Duration::seconds(expires_in));
+    let now = time::OffsetDateTime::now_utc();
+    keys.issue(uuid::Uuid::now_v7(), orion_auth::Role::Customer, now)
+        .unwrap()
+        .token
+}
+
+#[tokio::test]
+async fn protected_routes_need_a_valid_token_and_the_replica_never_sees_a_refused_one() {
+    let upstream = Upstream::start("a").await;
+    let gw = gateway(&[&upstream], &[]).await;
+    let client = reqwest::Client::new();
+    let expired = {
+        let keys = orion_auth::TokenKeys::new(JWT_SECRET.as_bytes(), time::Duration::minutes(5));
+        let long_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        keys.issue(uuid::Uuid::now_v7(), orion_auth::Role::Customer, long_ago)
+            .unwrap()
+            .token
+    };
+    let forged = token("another-secret-another-secret-xx", 300);
+    let none = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(format!(
+                r#"{{"sub":"{}","role":"admin","exp":9999999999,"iat":0,"iss":"orion","aud":"orion-api","jti":"{}"}}"#,
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7()
+            ))
+        )
+    };
+    for bad in [
+        None,
+        Some(expired.as_str()),
+        Some(forged.as_str()),
+        Some(none.as_str()),
+    ] {
+        let mut request = client.get(gw.url("/api/orders"));
+        if let Some(bad) = bad {
+            request = request.bearer_auth(bad);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["type"], "urn:orion:problem:unauthorized");
+    }
+    assert!(
+        upstream.seen().is_empty(),
+        "the replica saw a refused request"
+    );
+
+    // A valid token and the public routes pass.
+    let good = token(JWT_SECRET, 300);
+    let response = client
+        .get(gw.url("/api/orders"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = client.get(gw.url("/api/inventory")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    // An API key is the API's to check: passed through.
+    let response = client
+        .get(gw.url("/api/orders"))
+        .header("x-api-key", "ork_x_y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.seen().len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_login_limit_answers_429_per_client_ip_and_recovers() {
+    let upstream = Upstream::start("a").await;
+    // The test client stands behind a trusted proxy, so it can speak for several client IPs.
+    let gw = gateway(
+        &[&upstream],
+        &["--rate-login", "3/2", "--trusted-proxies", "127.0.0.1"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let login = |ip: &'static str| {
+        client
+            .post(gw.url("/api/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": "a@b.c", "password": "x"}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(login("203.0.113.1").await.unwrap().status(), 200);
+    }
+    let refused = login("203.0.113.1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(refused.headers()["ratelimit-policy"], "\"login\";q=3;w=2");
+    assert!(
+        refused.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("r=0")
+    );
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(
+        login("203.0.113.2").await.unwrap().status(),
+        200,
+        "another client is unaffected"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        login("203.0.113.1").await.unwrap().status(),
+        200,
+        "a token came back"
+    );
+    assert_eq!(upstream.seen().len(), 5);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn requests_spread_fail_over_and_come_back() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let gw = gateway(&[&a, &b], &["--balance", "round-robin"]).await;
+    let client = reqwest::Client::new();
+    let good = token(JWT_SECRET, 300);
+    let get = || client.get(gw.url("/api/orders")).bearer_auth(&good).send();
+    for _ in 0..10 {
+        assert_eq!(get().await.unwrap().status(), 200);
+    }
+    assert_eq!((a.seen().len(), b.seen().len()), (5, 5), "round robin");
+
+    a.kill();
+    for i in 0..40 {
+        let response = get().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "GET {i} failed while a replica was down"
+        );
+    }
+    let b_before = b.seen().len();
+    let a = a.restart().await;
+    let a_before = a.seen().len();
+    // Health checks find it again; it takes traffic.
+    let mut back = false;
+    for _ in 0..50 {
+        assert_eq!(get().await.unwrap().status(), 200);
+        if a.seen().len() > a_before {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the restarted replica gets traffic again");
+    assert!(b.seen().len() > b_before);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_without_idempotency_key_is_not_retried_and_headers_are_made_right() {
+    let a = Upstream::start("a").await;
+    // A replica that accepts connections and then drops them without answering.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_address = dead.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0usize));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = dead.accept().await else {
+                return;
+            };
+            *counter.lock().unwrap() += 1;
+            drop(socket);
+        }
+    });
+    let list = format!("{},{}", dead_address, a.address);
+    let config = <orion_gateway::Config as clap::Parser>::parse_from([
+        "orion-gateway",
+        "--https-listen",
+        "off",
+        "--upstreams",
+        &list,
+        "--jwt-secret",
+        JWT_SECRET,
+        "--balance",
+        "round-robin",
+        "--health-interval-ms",
+        "60000",
+        "--eject-after",
+        "100",
+    ]);
+    let gw =
+        Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))
+            .await;
+    let client = reqwest::Client::new();
+    let good = token(JWT_SECRET, 300);
+    let mut failed_posts = 0;
+    for _ in 0..4 {
+        let response = client
+            .post(gw.url("/api/orders"))
+            .bearer_auth(&good)
+            .json(&json!({"items": []}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 502 {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["type"], "urn:orion:problem:bad-gateway");
+            failed_posts += 1;
+        }
+    }
+    assert_eq!(
+        failed_posts, 2,
+        "the POSTs that went to the dead replica were not retried"
+    );
+    // With an Idempotency-Key the same POST is retried on the other replica.
+    for _ in 0..4 {
+        let response = client
+            .post(gw.url("/api/orders"))
+            .bearer_auth(&good)
+            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+            .json(&json!({"items": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    // Headers: hop-by-hop out, forwarding headers set, the request id both ways.
+    let response = client
+        .get(gw.url("/api/inventory?x=1"))
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-orion-user", "admin")
+        .header("x-request-id", "req-12345")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "req-12345");
+    let seen = a
+        .seen()
+        .into_iter()
+        .rev()
+        .find(|s| s.path == "/api/inventory?x=1")
+        .unwrap();
+    assert_eq!(seen.method, "GET");
+    for hop in ["x-hop", "keep-alive", "te", "x-orion-user"] {
+        assert_eq!(seen.header(hop), None, "{hop} reached the replica");
+    }
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "the socket, not the claim"
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert!(seen.header("x-forwarded-host").is_some());
+    assert_eq!(seen.header("x-request-id"), Some("req-12345"));
+    assert!(seen.header("traceparent").is_some_and(|t| t.len() == 55));
+    // Without one, a request id is made up and sent both ways.
+    let response = client.get(gw.url("/api/inventory")).send().await.unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!id.is_empty());
+    assert_eq!(
+        a.seen().last().unwrap().header("x-request-id"),
+        Some(id.as_str())
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn no_replica_is_a_502_problem_and_readiness_says_so() {
+    let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = gone.local_addr().unwrap();
+    drop(gone);
+    let config = <orion_gateway::Config as clap::Parser>::parse_from([
+        "orion-gateway",
+        "--https-listen",
+        "off",
+        "--upstreams",
+        &address.to_string(),
+        "--health-interval-ms",
+        "50",
+        "--health-fails",
+        "1",
+    ]);
+    let gw =
+        Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))
+            .await;
+    let response = reqwest::get(gw.url("/api/inventory")).await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let mut ready = 200;
+    for _ in 0..40 {
+        ready = reqwest::get(gw.url("/health/ready"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, 503);
+    let metrics = reqwest::get(gw.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gateway_requests_total"), "{metrics}");
+    gw.stop().await;
+}
