@@ -19,6 +19,7 @@ pub(crate) const MAIL_UI_PORT: u16 = 1080;
 const API_REPLICAS: [(&str, &str); 2] = [("api-1", "127.0.0.1:8081"), ("api-2", "127.0.0.1:8082")];
 const WORKER: &str = "127.0.0.1:8090";
 const GATEWAY: &str = "127.0.0.1:8080";
+const GATEWAY_HTTPS: &str = "127.0.0.1:8443";
 
 /// Service URLs: the `ORION_*` variables when set, else the local defaults.
 pub(crate) struct Urls {
@@ -110,9 +111,13 @@ pub(crate) fn up(release: bool) -> Result<()> {
     supervisor.wait_healthy("worker", WORKER, "/health/ready", Duration::from_secs(60))?;
     step(&format!("starting the gateway on {GATEWAY}"));
     let mut gateway = process("orion-gateway", GATEWAY);
-    gateway.env("ORION_UPSTREAMS", API_REPLICAS.map(|(_, a)| a).join(","));
+    gateway
+        .env("ORION_UPSTREAMS", API_REPLICAS.map(|(_, a)| a).join(","))
+        .env("ORION_HTTPS_LISTEN", GATEWAY_HTTPS)
+        // The development certificate is generated once and kept with the other local state.
+        .env("ORION_TLS_DEV_DIR", workspace::root().join(".run/tls"));
     supervisor.spawn("gateway", gateway)?;
-    supervisor.wait_healthy("gateway", GATEWAY, "/health/live", Duration::from_secs(30))?;
+    supervisor.wait_healthy("gateway", GATEWAY, "/health/ready", Duration::from_secs(30))?;
 
     print_banner(&urls);
     supervisor.run_until(&stop)?;
@@ -129,7 +134,8 @@ fn print_banner(urls: &Urls) {
         "\n\
          Orion is running. Press Ctrl-C to stop everything.\n\
          \n\
-         \x20 gateway        http://{GATEWAY}\n\
+         \x20 gateway        http://{GATEWAY}   https://{GATEWAY_HTTPS} (self-signed dev certificate)\n\
+         \x20                every client goes through it: /api, /hubs, /docs, /admin\n\
          \x20 orion-api #1   http://{api1}   (health: /health/live, /health/ready)\n\
          \x20 orion-api #2   http://{api2}\n\
          \x20 orion-worker   http://{WORKER}/health/ready\n\
