@@ -463,3 +463,207 @@ async fn no_replica_is_a_502_problem_and_readiness_says_so() {
     assert!(metrics.contains("gateway_requests_total"), "{metrics}");
     gw.stop().await;
 }
+
+/// An upstream with a WebSocket echo at `/hubs/echo`.
+async fn websocket_upstream() -> SocketAddr {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/health/ready",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route(
+            "/hubs/echo",
+            get(|upgrade: WebSocketUpgrade| async move {
+                upgrade.on_upgrade(|mut socket| async move {
+                    let _ = socket.send(Message::Text("welcome".into())).await;
+                    while let Some(Ok(message)) = socket.recv().await {
+                        if let Message::Text(text) = message {
+                            let _ = socket
+                                .send(Message::Text(format!("echo:{text}").into()))
+                                .await;
+                        }
+                    }
+                })
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    address
+}
+
+async fn next_text<S>(socket: &mut S) -> String
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("the socket is open")
+        .expect("a valid frame");
+    message.into_text().expect("a text frame").to_string()
+}
+
+#[tokio::test]
+async fn a_websocket_through_the_gateway_talks_both_ways_and_shutdown_closes_it() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let upstream = websocket_upstream().await;
+    let config = <orion_gateway::Config as clap::Parser>::parse_from([
+        "orion-gateway",
+        "--https-listen",
+        "off",
+        "--upstreams",
+        &upstream.to_string(),
+        "--jwt-secret",
+        JWT_SECRET,
+    ]);
+    let gw =
+        Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))
+            .await;
+    let base = gw.url("/hubs/echo").replace("http://", "ws://");
+
+    // Without a token the upgrade is refused before the replica is asked.
+    let refused = tokio_tungstenite::connect_async(base.as_str()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+
+    let url = format!("{base}?access_token={}", token(JWT_SECRET, 300));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut socket).await, "welcome");
+    socket.send(Message::Text("hello".into())).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "echo:hello");
+
+    // Shutdown closes the tunnel with a close frame rather than leaving it hanging.
+    let stopping = tokio::spawn(gw.stop());
+    let end = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("closed within 10 s");
+    match end {
+        Some(Ok(Message::Close(frame))) => {
+            assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001), "going away");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn https_with_the_dev_certificate_serves_rest_and_websockets() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let rest = Upstream::start("a").await;
+    let ws = websocket_upstream().await;
+    let dir = std::env::temp_dir().join(format!("orion-tls-{}", uuid::Uuid::now_v7()));
+    let list = format!("{},{}", rest.address, ws);
+    let config = <orion_gateway::Config as clap::Parser>::parse_from([
+        "orion-gateway",
+        "--upstreams",
+        &list,
+        "--jwt-secret",
+        JWT_SECRET,
+        "--tls-dev-dir",
+        dir.to_str().unwrap(),
+        "--balance",
+        "round-robin",
+    ]);
+    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_address = https.local_addr().unwrap();
+    let gw = Running::start(move |listener, stopped| {
+        orion_gateway::run_with(
+            config,
+            orion_gateway::Listeners {
+                http: listener,
+                https: Some(https),
+            },
+            signal(stopped),
+        )
+    })
+    .await;
+
+    // Trust exactly the certificate the gateway generated.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.join("dev-cert.pem")).expect("the dev certificate was written");
+    for cert in
+        <rustls::pki_types::CertificateDer<'_> as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+            &pem,
+        )
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(https_address).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the dev certificate")
+    };
+
+    // REST. Round robin over the two upstreams: ask until the REST one answers.
+    let mut answered = false;
+    for _ in 0..4 {
+        let mut stream = connect().await;
+        stream
+            .write_all(
+                b"GET /api/inventory HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap_or_default();
+        if reply.starts_with("HTTP/1.1 200") && reply.contains("\"replica\":\"a\"") {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "a REST answer over HTTPS");
+    assert_eq!(
+        rest.seen().last().unwrap().header("x-forwarded-proto"),
+        Some("https")
+    );
+
+    // A WebSocket over TLS.
+    let mut welcome = None;
+    for _ in 0..4 {
+        let url = format!(
+            "wss://localhost/hubs/echo?access_token={}",
+            token(JWT_SECRET, 300)
+        );
+        let Ok((mut socket, _)) = tokio_tungstenite::client_async(url, connect().await).await
+        else {
+            continue;
+        };
+        welcome = Some(next_text(&mut socket).await);
+        socket.send(Message::Text("over tls".into())).await.unwrap();
+        assert_eq!(next_text(&mut socket).await, "echo:over tls");
+        let _ = socket.close(None).await;
+        let _ = socket.next().await;
+        break;
+    }
+    assert_eq!(welcome.as_deref(), Some("welcome"));
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
