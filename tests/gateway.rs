@@ -667,3 +667,69 @@ async fn https_with_the_dev_certificate_serves_rest_and_websockets() {
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_replica_too_slow_to_answer_is_a_504_problem_and_draining_turns_readiness_off() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/health/ready",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "late"
+        });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let config = <orion_gateway::Config as clap::Parser>::parse_from([
+        "orion-gateway",
+        "--https-listen",
+        "off",
+        "--upstreams",
+        &address.to_string(),
+        "--response-timeout-ms",
+        "300",
+        "--drain-delay-seconds",
+        "1",
+    ]);
+    let gw =
+        Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))
+            .await;
+    let started = std::time::Instant::now();
+    let response = reqwest::get(gw.url("/api/inventory")).await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:orion:problem:timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the timeout, not the replica's pace"
+    );
+
+    // On shutdown, readiness reports 503 for the drain delay while requests are still served.
+    let ready_url = gw.url("/health/ready");
+    let live_url = gw.url("/health/live");
+    let stopping = tokio::spawn(gw.stop());
+    let mut saw_draining = false;
+    for _ in 0..20 {
+        if let Ok(response) = reqwest::get(&ready_url).await {
+            if response.status() == 503 {
+                saw_draining = true;
+                assert_eq!(reqwest::get(&live_url).await.unwrap().status(), 200);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        saw_draining,
+        "readiness went to 503 before the gateway stopped accepting"
+    );
+    stopping.await.unwrap();
+}

@@ -271,8 +271,13 @@ async fn forward(
 
     let deadline = record.started + gateway.request_timeout;
     let mut tried: Vec<SocketAddr> = Vec::new();
+    // What the previous attempt got, answered if no other replica is left to try.
+    let mut last_failure: Option<Response<Body>> = None;
     loop {
         let Some(backend) = gateway.upstreams.pick(&tried) else {
+            if let Some(failure) = last_failure {
+                return (failure, tried.last().copied());
+            }
             let detail = if tried.is_empty() {
                 "no API replica is configured or resolvable"
             } else {
@@ -322,6 +327,8 @@ async fn forward(
                     eject(gateway, &backend);
                     if can_retry(false) {
                         metrics::counter!("gateway_retries_total").increment(1);
+                        last_failure =
+                            Some(respond(gateway, response, in_flight, None, &rate_headers));
                         continue;
                     }
                 } else {
@@ -336,30 +343,34 @@ async fn forward(
                 let connect = error.is_connect();
                 eject(gateway, &backend);
                 tracing::warn!(upstream = %backend.addr, %error, connect, "upstream request failed");
-                if can_retry(connect) {
-                    metrics::counter!("gateway_retries_total").increment(1);
-                    continue;
-                }
-                problem(
+                let failure = problem(
                     StatusCode::BAD_GATEWAY,
                     "bad-gateway",
                     "the API replica did not answer",
-                )
+                );
+                if can_retry(connect) {
+                    metrics::counter!("gateway_retries_total").increment(1);
+                    last_failure = Some(failure);
+                    continue;
+                }
+                failure
             }
             Err(_) => {
                 eject(gateway, &backend);
-                if can_retry(false) {
-                    metrics::counter!("gateway_retries_total").increment(1);
-                    continue;
-                }
-                problem(
+                let failure = problem(
                     StatusCode::GATEWAY_TIMEOUT,
                     "timeout",
                     format!(
                         "the API replica did not answer within {} ms",
                         wait.as_millis()
                     ),
-                )
+                );
+                if can_retry(false) {
+                    metrics::counter!("gateway_retries_total").increment(1);
+                    last_failure = Some(failure);
+                    continue;
+                }
+                failure
             }
         };
         return (failure, Some(backend.addr));

@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_gateway;
 mod bench_saga;
 mod http;
 mod services;
@@ -49,6 +50,13 @@ enum Task {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Compare orion-gateway with nginx as a reverse proxy over the same two API replicas.
+    BenchGateway {
+        #[arg(long, default_value_t = 32)]
+        concurrency: u16,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Measure the saga: orders per second with one and two workers, and POST-to-confirmed latency.
     BenchSaga {
         /// Seconds of order placing that build the backlog the workers drain.
@@ -77,6 +85,13 @@ fn main() {
         } => {
             let urls = suite::Urls::from_env();
             bench::bench_api(&urls.database, &urls.amqp, concurrency, seconds)
+        }
+        Task::BenchGateway {
+            concurrency,
+            seconds,
+        } => {
+            let urls = suite::Urls::from_env();
+            bench_gateway::bench_gateway(&urls.database, &urls.amqp, concurrency, seconds)
         }
         Task::BenchSaga {
             backlog_seconds,

@@ -87,7 +87,7 @@ fn done(message: &str) {
 }
 
 /// Finds a program on PATH or in the sbin/lib folders where Debian puts server binaries.
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(
@@ -107,7 +107,7 @@ fn quiet(command: &mut Command) -> &mut Command {
 }
 
 /// Installs Debian packages, or explains how to when that is not possible here.
-fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+pub(crate) fn apt_install(packages: &[&str], why: &str) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "{why} is missing and installing it needs root; run: sudo apt-get install -y {}",

@@ -46,6 +46,8 @@ enum Scenario {
     PlaceOrder,
     /// `GET /api/orders` (the caller's first page).
     ListOrders,
+    /// `GET /api/inventory/SKU-1`, unauthenticated: a light read through the whole stack.
+    InventoryItem,
     /// `GET /health/live`, unauthenticated.
     Live,
 }
@@ -144,6 +146,7 @@ async fn work(
             Scenario::ListOrders => client
                 .get(format!("{url}/api/orders?limit=20"))
                 .bearer_auth(token),
+            Scenario::InventoryItem => client.get(format!("{url}/api/inventory/SKU-1")),
             Scenario::Live => client.get(format!("{url}/health/live")),
         };
         let started = Instant::now();

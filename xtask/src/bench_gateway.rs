@@ -1,0 +1,178 @@
+//! `cargo xtask bench-gateway`: the same load through orion-gateway and through nginx configured
+//! as an equal reverse proxy (HTTP/1.1 keep-alive to the same two API replicas), and straight to
+//! one replica, in one run.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::psql;
+use crate::services::{self, step};
+use crate::supervisor::Supervisor;
+use crate::workspace;
+
+pub(crate) fn bench_gateway(
+    database_url: &str,
+    amqp_url: &str,
+    concurrency: u16,
+    seconds: u64,
+) -> Result<()> {
+    services::ensure_postgres(database_url)?;
+    services::ensure_rabbitmq(amqp_url)?;
+    if services::find_program("nginx").is_none() {
+        services::apt_install(&["nginx"], "nginx (the reference proxy)")?;
+    }
+    let nginx = services::find_program("nginx").context("nginx is not installed")?;
+    step("building orion-api, orion-gateway and orion-load (release)");
+    workspace::run(
+        workspace::cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "orion-api",
+                "-p",
+                "orion-gateway",
+                "-p",
+                "orion-load",
+            ])
+            .env("SQLX_OFFLINE", "true"),
+        "cargo build --release",
+    )?;
+    let bin = workspace::target_dir()?.join("release");
+    let mut database = url::Url::parse(database_url).context("invalid ORION_DATABASE_URL")?;
+    database.set_path("/orion_bench_gateway");
+    let mut maintenance = database.clone();
+    maintenance.set_path("/postgres");
+    psql(
+        maintenance.as_str(),
+        "drop database if exists orion_bench_gateway",
+    )?;
+
+    let mut supervisor = Supervisor::default();
+    let replicas = [free_address()?, free_address()?];
+    for (n, address) in replicas.iter().enumerate() {
+        let mut api = Command::new(bin.join("orion-api"));
+        api.env("ORION_LISTEN", address)
+            .env("ORION_DATABASE_URL", database.as_str())
+            .env("ORION_AMQP_URL", amqp_url)
+            .env("ORION_OUTBOX_RELAY", "false")
+            .env("RUST_LOG", "warn");
+        supervisor.spawn(&format!("api-{n}"), api)?;
+        supervisor.wait_healthy(
+            &format!("api-{n}"),
+            address,
+            "/health/ready",
+            Duration::from_secs(60),
+        )?;
+    }
+    let gateway_address = free_address()?;
+    let mut gateway = Command::new(bin.join("orion-gateway"));
+    gateway
+        .env("ORION_LISTEN", &gateway_address)
+        .env("ORION_HTTPS_LISTEN", "off")
+        .env("ORION_UPSTREAMS", replicas.join(","))
+        // Limits on, but far above what one load generator can send.
+        .env("ORION_RATE_ANONYMOUS", "100000000/1")
+        .env("ORION_RATE_AUTHENTICATED", "100000000/1")
+        .env("RUST_LOG", "warn");
+    supervisor.spawn("gateway", gateway)?;
+    supervisor.wait_healthy(
+        "gateway",
+        &gateway_address,
+        "/health/ready",
+        Duration::from_secs(30),
+    )?;
+
+    let nginx_address = free_address()?;
+    let prefix = workspace::target_dir()?.join("bench-nginx");
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let upstreams: String = replicas
+        .iter()
+        .map(|a| format!("        server {a};\n"))
+        .collect();
+    let conf = format!(
+        "daemon off;\nworker_processes auto;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n    access_log off;\n    upstream orion {{\n{upstreams}        keepalive 256;\n    }}\n    server {{\n        listen {nginx_address};\n        location / {{\n            proxy_pass http://orion;\n            proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n            proxy_set_header Host $host;\n            proxy_set_header X-Forwarded-For $remote_addr;\n        }}\n    }}\n}}\n",
+        pid = prefix.join("nginx.pid").display(),
+        err = prefix.join("logs/error.log").display(),
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut proxy = Command::new(&nginx);
+    proxy.arg("-p").arg(&prefix).arg("-c").arg(&conf_path);
+    supervisor.spawn("nginx", proxy)?;
+    supervisor.wait_healthy(
+        "nginx",
+        &nginx_address,
+        "/health/live",
+        Duration::from_secs(30),
+    )?;
+
+    let mut lines = Vec::new();
+    for scenario in ["inventory-item", "list-orders"] {
+        for (name, address) in [
+            ("direct (one replica)", &replicas[0]),
+            ("nginx", &nginx_address),
+            ("orion-gateway", &gateway_address),
+        ] {
+            step(&format!(
+                "{scenario} via {name}: {concurrency} connections, {seconds} s"
+            ));
+            let output = Command::new(bin.join("orion-load"))
+                .args([
+                    "--url",
+                    &format!("http://{address}"),
+                    "--scenario",
+                    scenario,
+                ])
+                .args([
+                    "--concurrency",
+                    &concurrency.to_string(),
+                    "--duration",
+                    &seconds.to_string(),
+                ])
+                .output()
+                .context("cannot run orion-load")?;
+            let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if !output.status.success() {
+                bail!(
+                    "orion-load failed: {line} {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            lines.push(format!("{scenario:>15} via {name:<21} {line}"));
+        }
+    }
+    let rss = gateway_rss(&gateway_address).unwrap_or_else(|| "unknown".to_owned());
+    supervisor.stop_all();
+    println!();
+    for line in &lines {
+        println!("{line}");
+    }
+    println!("orion-gateway resident memory after the run: {rss}");
+    Ok(())
+}
+
+fn free_address() -> Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// The resident memory of the process listening on `address`, from /proc.
+fn gateway_rss(address: &str) -> Option<String> {
+    let port = address.rsplit(':').next()?;
+    let output = Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let pid = text.split("pid=").nth(1)?.split(',').next()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| l.trim_start_matches("VmRSS:").trim().to_owned())
+}
