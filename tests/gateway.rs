@@ -718,12 +718,12 @@ async fn a_replica_too_slow_to_answer_is_a_504_problem_and_draining_turns_readin
     let stopping = tokio::spawn(gw.stop());
     let mut saw_draining = false;
     for _ in 0..20 {
-        if let Ok(response) = reqwest::get(&ready_url).await {
-            if response.status() == 503 {
-                saw_draining = true;
-                assert_eq!(reqwest::get(&live_url).await.unwrap().status(), 200);
-                break;
-            }
+        if let Ok(response) = reqwest::get(&ready_url).await
+            && response.status() == 503
+        {
+            saw_draining = true;
+            assert_eq!(reqwest::get(&live_url).await.unwrap().status(), 200);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
