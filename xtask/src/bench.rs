@@ -37,16 +37,8 @@ pub(crate) fn bench_api(
     )?;
     let bin = workspace::target_dir()?.join("release");
 
-    let mut database = url::Url::parse(database_url).context("invalid ORION_DATABASE_URL")?;
-    database.set_path("/orion_bench");
-    let mut maintenance = database.clone();
-    maintenance.set_path("/postgres");
-    psql(maintenance.as_str(), "drop database if exists orion_bench")?;
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let database = fresh_database(database_url, "orion_bench")?;
+    let address = free_address()?;
     let mut supervisor = Supervisor::default();
     let mut api = Command::new(bin.join("orion-api"));
     api.env("ORION_LISTEN", &address)
@@ -60,28 +52,7 @@ pub(crate) fn bench_api(
     step(&format!(
         "orion-load: POST /api/orders, {concurrency} connections, {seconds} s"
     ));
-    let load = Command::new(bin.join("orion-load"))
-        .args([
-            "--url",
-            &format!("http://{address}"),
-            "--scenario",
-            "place-order",
-        ])
-        .args([
-            "--concurrency",
-            &concurrency.to_string(),
-            "--duration",
-            &seconds.to_string(),
-        ])
-        .output()
-        .context("cannot run orion-load")?;
-    let api_line = String::from_utf8_lossy(&load.stdout).trim().to_owned();
-    if !load.status.success() {
-        bail!(
-            "orion-load failed: {api_line} {}",
-            String::from_utf8_lossy(&load.stderr)
-        );
-    }
+    let api_line = run_load(&bin, &address, "place-order", concurrency, seconds, None)?;
     supervisor.stop_all();
 
     step(&format!(
@@ -124,7 +95,7 @@ pub(crate) fn bench_api(
     println!("\n{api_line}");
     println!("pgbench same-transaction tps={tps:.1} p50_ms={p50:.2} p99_ms={p99:.2}");
     println!("ratio api/pgbench throughput={:.2}", api_rps / tps);
-    let _ = psql(maintenance.as_str(), "drop database if exists orion_bench");
+    let _ = fresh_database(database_url, "orion_bench");
     Ok(())
 }
 
@@ -172,4 +143,59 @@ pub(crate) fn psql_value(url: &str, sql: &str) -> Result<String> {
         bail!("no answer to: {sql}");
     }
     Ok(value)
+}
+
+/// A free local port, as `127.0.0.1:<port>`.
+pub(crate) fn free_address() -> Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// The URL of database `name` on the server of `database_url`, dropped first so a benchmark
+/// starts from nothing (the processes create it again).
+pub(crate) fn fresh_database(database_url: &str, name: &str) -> Result<url::Url> {
+    let mut database = url::Url::parse(database_url).context("invalid ORION_DATABASE_URL")?;
+    database.set_path(&format!("/{name}"));
+    let mut maintenance = database.clone();
+    maintenance.set_path("/postgres");
+    psql(
+        maintenance.as_str(),
+        &format!("drop database if exists {name}"),
+    )?;
+    Ok(database)
+}
+
+/// Runs `orion-load` against `address` and returns its one-line report.
+pub(crate) fn run_load(
+    bin: &Path,
+    address: &str,
+    scenario: &str,
+    concurrency: u16,
+    seconds: u64,
+    warmup: Option<u64>,
+) -> Result<String> {
+    let mut command = Command::new(bin.join("orion-load"));
+    command
+        .args([
+            "--url",
+            &format!("http://{address}"),
+            "--scenario",
+            scenario,
+        ])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--duration", &seconds.to_string()]);
+    if let Some(warmup) = warmup {
+        command.args(["--warmup", &warmup.to_string()]);
+    }
+    let output = command.output().context("cannot run orion-load")?;
+    let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() {
+        bail!(
+            "orion-load failed: {line} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(line)
 }

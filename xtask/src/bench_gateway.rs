@@ -5,9 +5,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::bench::psql;
+use crate::bench::{free_address, fresh_database, run_load};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
 use crate::workspace;
@@ -41,14 +41,7 @@ pub(crate) fn bench_gateway(
         "cargo build --release",
     )?;
     let bin = workspace::target_dir()?.join("release");
-    let mut database = url::Url::parse(database_url).context("invalid ORION_DATABASE_URL")?;
-    database.set_path("/orion_bench_gateway");
-    let mut maintenance = database.clone();
-    maintenance.set_path("/postgres");
-    psql(
-        maintenance.as_str(),
-        "drop database if exists orion_bench_gateway",
-    )?;
+    let database = fresh_database(database_url, "orion_bench_gateway")?;
 
     let mut supervisor = Supervisor::default();
     let replicas = [free_address()?, free_address()?];
@@ -119,28 +112,7 @@ pub(crate) fn bench_gateway(
             step(&format!(
                 "{scenario} via {name}: {concurrency} connections, {seconds} s"
             ));
-            let output = Command::new(bin.join("orion-load"))
-                .args([
-                    "--url",
-                    &format!("http://{address}"),
-                    "--scenario",
-                    scenario,
-                ])
-                .args([
-                    "--concurrency",
-                    &concurrency.to_string(),
-                    "--duration",
-                    &seconds.to_string(),
-                ])
-                .output()
-                .context("cannot run orion-load")?;
-            let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            if !output.status.success() {
-                bail!(
-                    "orion-load failed: {line} {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
+            let line = run_load(&bin, address, scenario, concurrency, seconds, None)?;
             lines.push(format!("{scenario:>15} via {name:<21} {line}"));
         }
     }
@@ -152,13 +124,6 @@ pub(crate) fn bench_gateway(
     }
     println!("orion-gateway resident memory after the run: {rss}");
     Ok(())
-}
-
-fn free_address() -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    Ok(format!("127.0.0.1:{port}"))
 }
 
 /// The resident memory of the process listening on `address`, from /proc.

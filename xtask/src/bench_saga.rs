@@ -9,9 +9,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-use crate::bench::{psql, psql_value};
+use crate::bench::{free_address, fresh_database, psql, psql_value, run_load};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
 use crate::workspace;
@@ -48,14 +48,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
         "cargo build --release",
     )?;
     let bin = workspace::target_dir()?.join("release");
-    let mut database = url::Url::parse(bench.database_url).context("invalid ORION_DATABASE_URL")?;
-    database.set_path("/orion_bench_saga");
-    let mut maintenance = database.clone();
-    maintenance.set_path("/postgres");
-    psql(
-        maintenance.as_str(),
-        "drop database if exists orion_bench_saga",
-    )?;
+    let database = fresh_database(bench.database_url, "orion_bench_saga")?;
     let prefix = format!("bench-{}.", std::process::id());
     let env = |command: &mut Command| {
         command
@@ -172,32 +165,8 @@ fn wait_until_final(database: &str, since: &str) -> Result<()> {
     }
 }
 
-fn free_address() -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    Ok(format!("127.0.0.1:{port}"))
-}
-
 fn load(bin: &std::path::Path, address: &str, concurrency: u16, seconds: u64) -> Result<()> {
-    let output = Command::new(bin.join("orion-load"))
-        .args([
-            "--url",
-            &format!("http://{address}"),
-            "--scenario",
-            "place-order",
-        ])
-        .args(["--concurrency", &concurrency.to_string()])
-        .args(["--duration", &seconds.to_string(), "--warmup", "0"])
-        .output()
-        .context("cannot run orion-load")?;
-    if !output.status.success() {
-        bail!(
-            "orion-load failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    println!("    {}", String::from_utf8_lossy(&output.stdout).trim());
+    let line = run_load(bin, address, "place-order", concurrency, seconds, Some(0))?;
+    println!("    {line}");
     Ok(())
 }
