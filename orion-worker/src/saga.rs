@@ -111,7 +111,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             traceparent: envelope.traceparent.clone(),
         };
         let advance = self
-            .in_transaction(order_id, Trigger::OrderEvent, Some(envelope.id), &metadata)
+            .handle_message(order_id, envelope.id, &metadata)
             .await
             .map_err(Error::into_handler_error)?;
         if let Some(request) = advance.payment_due {
@@ -244,23 +244,24 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         }
     }
 
-    async fn in_transaction(
+    /// Advances the order's saga for one message, recording the message in the inbox in the same
+    /// transaction; a message seen before changes nothing.
+    async fn handle_message(
         &self,
         order_id: OrderId,
-        trigger: Trigger,
-        message_id: Option<Uuid>,
+        message_id: Uuid,
         metadata: &EventMetadata,
     ) -> Result<Advance> {
         self.with_retries(order_id, |shell, tx| {
             let metadata = metadata.clone();
             Box::pin(async move {
-                if let Some(id) = message_id
-                    && !inbox::record_message(tx, CONSUMER, id).await?
-                {
-                    tracing::debug!(message.id = %id, "duplicate message ignored");
+                if !inbox::record_message(tx, CONSUMER, message_id).await? {
+                    tracing::debug!(message.id = %message_id, "duplicate message ignored");
                     return Ok(Advance::default());
                 }
-                shell.advance(tx, order_id, trigger, &metadata, now()).await
+                shell
+                    .advance(tx, order_id, Trigger::OrderEvent, &metadata, now())
+                    .await
             })
         })
         .await
@@ -374,17 +375,14 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             metrics::counter!("saga_outcomes_total", "outcome" => "confirmed", "reason" => "none")
                 .increment(1);
         }
-        let payment_due = payment_due.then(|| PaymentRequest {
-            order_id,
-            amount: order.total(),
-            token: None,
-        });
-        let payment_due = match payment_due {
-            Some(mut request) => {
-                request.token = orders::payment_token(tx, order_id).await?;
-                Some(request)
-            }
-            None => None,
+        let payment_due = if payment_due {
+            Some(PaymentRequest {
+                order_id,
+                amount: order.total(),
+                token: orders::payment_token(tx, order_id).await?,
+            })
+        } else {
+            None
         };
         Ok(Advance { payment_due })
     }
