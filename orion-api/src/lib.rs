@@ -37,13 +37,7 @@ pub use config::{Cli, Command, Config};
 pub use error::{ApiError, Error, Problem, Result};
 pub use state::AppState;
 
-/// The current time at the database's precision (microseconds), so that what a response shows
-/// equals what a later read returns.
-pub(crate) fn now() -> time::OffsetDateTime {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
-}
+pub(crate) use orion_persistence::now;
 
 /// Largest accepted request body. Orders of 50 lines are a few kilobytes.
 pub const BODY_LIMIT: usize = 64 * 1024;

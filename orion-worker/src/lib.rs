@@ -229,13 +229,7 @@ pub async fn run(
     Ok(())
 }
 
-/// The current time at the database's precision (microseconds), so what is written reads back
-/// equal.
-pub(crate) fn now() -> time::OffsetDateTime {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
-}
+pub(crate) use orion_persistence::now;
 
 /// Deletes inbox rows older than the retention, hourly.
 async fn forget_old_messages(pool: orion_persistence::Pool, stopping: impl Future<Output = ()>) {

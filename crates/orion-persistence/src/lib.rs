@@ -73,6 +73,14 @@ async fn create_database_if_missing(url: &str) -> Result<()> {
     }
 }
 
+/// The current time at the database's precision (microseconds), so that a value written and
+/// then read back, or shown to a client and then read again, is equal.
+pub fn now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
 /// Checks that the database answers.
 pub async fn ping(pool: &PgPool) -> Result<()> {
     sqlx::query("select 1").execute(pool).await?;
