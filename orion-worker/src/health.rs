@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use orion_messaging::Broker;
+use orion_messaging::{Broker, Readiness};
 use orion_persistence::Pool;
 use serde_json::{Value, json};
 
@@ -45,24 +45,14 @@ async fn live() -> Json<Value> {
 
 /// Ready when the database and the broker answer.
 async fn ready(State(probes): State<Probes>) -> (StatusCode, Json<Value>) {
-    let (database, broker) =
-        tokio::join!(orion_persistence::ping(&probes.pool), probes.broker.check());
-    if let Err(error) = &database {
-        tracing::warn!(%error, "readiness: database unreachable");
-    }
-    if let Err(error) = &broker {
-        tracing::warn!(%error, "readiness: broker unreachable");
-    }
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    let ready = database.is_ok() && broker.is_ok();
-    let status = if ready {
+    let readiness = Readiness::check(&probes.pool, &probes.broker).await;
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let checks = json!({ "database": word(database.is_ok()), "broker": word(broker.is_ok()) });
     (
         status,
-        Json(json!({ "status": if ready { "ok" } else { "unavailable" }, "checks": checks })),
+        Json(json!({ "status": readiness.status(), "checks": readiness.checks() })),
     )
 }

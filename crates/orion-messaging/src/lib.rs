@@ -6,6 +6,7 @@ mod consumer;
 pub mod dead_letters;
 mod envelope;
 mod publisher;
+mod readiness;
 mod relay;
 mod topology;
 
@@ -15,6 +16,7 @@ pub use consumer::{
 };
 pub use envelope::Envelope;
 pub use publisher::Publisher;
+pub use readiness::Readiness;
 pub use relay::{OutboxRelay, RelaySettings, RoundReport, RunningRelay};
 pub use topology::{RETRY_DELAYS_MS, Topology, WorkQueue};
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::json;
+use orion_messaging::Readiness;
 
 use crate::AppState;
 use crate::models::Health;
@@ -25,24 +25,15 @@ pub(crate) async fn live() -> Json<Health> {
         (status = 503, description = "A dependency is down", body = Health),
     ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let (database, broker) =
-        tokio::join!(orion_persistence::ping(&state.pool), state.broker.check());
-    if let Err(error) = &database {
-        tracing::warn!(%error, "readiness: database unreachable");
-    }
-    if let Err(error) = &broker {
-        tracing::warn!(%error, "readiness: broker unreachable");
-    }
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    let ready = database.is_ok() && broker.is_ok();
-    let status = if ready {
+    let readiness = Readiness::check(&state.pool, &state.broker).await;
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = Health {
-        status: if ready { "ok" } else { "unavailable" }.into(),
-        checks: Some(json!({ "database": word(database.is_ok()), "broker": word(broker.is_ok()) })),
+        status: readiness.status().into(),
+        checks: Some(readiness.checks()),
     };
     (status, Json(body))
 }
