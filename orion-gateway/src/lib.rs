@@ -91,7 +91,7 @@ pub async fn run_with(
         Some(_) => Some(tls::server_config(&config)?),
         None => None,
     };
-    let gateway = Arc::new(Gateway::new(&config));
+    let gateway = Arc::new(Gateway::new(&config)?);
     gateway.upstreams.resolve().await;
     let background = CancellationToken::new();
     let checks = health::Checks {

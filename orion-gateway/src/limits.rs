@@ -66,7 +66,9 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    fn new(name: &'static str, quota: RatePolicy) -> Policy {
+    /// `None` for a quota the limiter cannot express (a zero period or burst), which the
+    /// configuration parser already refuses.
+    fn new(name: &'static str, quota: RatePolicy) -> Option<Policy> {
         // tower-governor's `per_*` set the interval between two tokens, not a rate: the period
         // of one token is the policy's window divided by its requests.
         let interval = (quota.period / quota.requests).max(Duration::from_nanos(1));
@@ -76,23 +78,14 @@ impl Policy {
             .per_nanosecond(nanos)
             .burst_size(quota.requests)
             .use_headers()
-            .finish()
-            .map(|config| config.limiter().clone())
-            .unwrap_or_else(|| {
-                Arc::new(
-                    governor::RateLimiter::keyed(
-                        governor::Quota::with_period(interval)
-                            .unwrap_or_else(|| governor::Quota::per_second(nonzero(1)))
-                            .allow_burst(nonzero(quota.requests)),
-                    )
-                    .with_middleware::<StateInformationMiddleware>(),
-                )
-            });
-        Policy {
+            .finish()?
+            .limiter()
+            .clone();
+        Some(Policy {
             name,
             quota,
             limiter,
-        }
+        })
     }
 
     fn policy_header(&self) -> String {
@@ -103,10 +96,6 @@ impl Policy {
             self.quota.period.as_secs()
         )
     }
-}
-
-fn nonzero(n: u32) -> std::num::NonZeroU32 {
-    std::num::NonZeroU32::new(n.max(1)).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
 /// The verdict on one request.
@@ -131,12 +120,16 @@ impl RateLimits {
         login: RatePolicy,
         anonymous: RatePolicy,
         authenticated: RatePolicy,
-    ) -> RateLimits {
-        RateLimits {
-            login: Policy::new("login", login),
-            anonymous: Policy::new("anonymous", anonymous),
-            authenticated: Policy::new("authenticated", authenticated),
-        }
+    ) -> Result<RateLimits, String> {
+        let policy = |name, quota: RatePolicy| {
+            Policy::new(name, quota)
+                .ok_or_else(|| format!("the {name} rate policy {quota:?} cannot be enforced"))
+        };
+        Ok(RateLimits {
+            login: policy("login", login)?,
+            anonymous: policy("anonymous", anonymous)?,
+            authenticated: policy("authenticated", authenticated)?,
+        })
     }
 
     pub(crate) fn check(&self, caller: &Caller, client_ip: IpAddr, login: bool) -> Verdict {
@@ -232,7 +225,7 @@ mod tests {
 
     #[test]
     fn the_login_policy_refuses_past_its_burst_per_ip() {
-        let limits = RateLimits::new(policy(3, 60), policy(100, 1), policy(100, 1));
+        let limits = RateLimits::new(policy(3, 60), policy(100, 1), policy(100, 1)).unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
             assert!(matches!(
@@ -261,7 +254,7 @@ mod tests {
 
     #[test]
     fn users_are_counted_apart_from_their_ip() {
-        let limits = RateLimits::new(policy(1, 60), policy(1, 60), policy(2, 60));
+        let limits = RateLimits::new(policy(1, 60), policy(1, 60), policy(2, 60)).unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let user = Caller::User("u1".into());
         assert!(matches!(

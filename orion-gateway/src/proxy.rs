@@ -93,7 +93,8 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    pub(crate) fn new(config: &Config) -> Gateway {
+    /// Everything set up from the configuration; refuses rate policies it cannot enforce.
+    pub(crate) fn new(config: &Config) -> crate::Result<Gateway> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Config::ms(config.connect_timeout_ms)));
@@ -105,7 +106,7 @@ impl Gateway {
             .build(connector);
         let mut key_salt = [0u8; 16];
         fastrand::fill(&mut key_salt);
-        Gateway {
+        Ok(Gateway {
             upstreams: Arc::new(Upstreams::new(config.upstreams.clone(), config.balance)),
             client,
             keys: TokenKeys::new(config.jwt_secret.as_bytes(), time::Duration::minutes(15)),
@@ -114,7 +115,8 @@ impl Gateway {
                 config.rate_login,
                 config.rate_anonymous,
                 config.rate_authenticated,
-            ),
+            )
+            .map_err(|e| crate::Error::Config(orion_config::Error::Invalid(e)))?,
             trusted: config.trusted_proxies.clone(),
             response_timeout: Config::ms(config.response_timeout_ms),
             request_timeout: Config::ms(config.request_timeout_ms),
@@ -124,7 +126,7 @@ impl Gateway {
             tunnels: TaskTracker::new(),
             closing: CancellationToken::new(),
             draining: AtomicBool::new(false),
-        }
+        })
     }
 
     pub(crate) fn is_draining(&self) -> bool {
