@@ -629,24 +629,28 @@ async fn a_placed_order_reaches_the_broker_through_the_outbox(
             .unwrap();
 
     // The API's own relay publishes it (woken by NOTIFY) and marks it after the confirm.
+    // The API declares its topology on its first publication, which may come after this test
+    // starts polling; a get from a queue that does not exist yet would close the channel.
     let channel = api.channel().await;
+    api.topology.declare(&channel).await.unwrap();
     let queue = api.topology.queue(orion_messaging::WorkQueue::Saga);
     let mut delivered = None;
-    for _ in 0..100 {
-        if let Ok(Some(message)) = channel
+    for _ in 0..200 {
+        let message = channel
             .basic_get(
                 queue.as_str().into(),
                 lapin::options::BasicGetOptions { no_ack: true },
             )
             .await
-        {
+            .expect("get from the saga queue");
+        if let Some(message) = message {
             delivered =
                 Some(orion_messaging::Envelope::from_bytes(&message.delivery.data).unwrap());
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let envelope = delivered.expect("order.placed reached the saga queue within 5 s");
+    let envelope = delivered.expect("order.placed reached the saga queue within 10 s");
     assert_eq!(envelope.id, event_id, "message id = event id");
     assert_eq!(envelope.kind, "order.placed");
     assert_eq!(envelope.subject, order["id"].as_str().unwrap());
