@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::support::{JWT_SECRET, Running, signal};
+use crate::support::{JWT_SECRET, Running, signal, spawn_gateway};
 
 /// What an upstream saw of one request.
 #[derive(Debug, Clone)]
@@ -96,29 +96,8 @@ impl Upstream {
 }
 
 async fn gateway(upstreams: &[&Upstream], extra: &[&str]) -> Running {
-    let list = upstreams
-        .iter()
-        .map(|u| u.address.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut args = vec![
-        "orion-gateway",
-        "--https-listen",
-        "off",
-        "--upstreams",
-        &list,
-        "--jwt-secret",
-        JWT_SECRET,
-        "--health-interval-ms",
-        "100",
-        "--health-timeout-ms",
-        "300",
-        "--eject-base-ms",
-        "300",
-    ];
-    args.extend_from_slice(extra);
-    let config = <orion_gateway::Config as clap::Parser>::parse_from(args);
-    Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped))).await
+    let addresses: Vec<SocketAddr> = upstreams.iter().map(|u| u.address).collect();
+    spawn_gateway(&addresses, extra).await
 }
 
 fn token(secret: &str, expires_in: i64) -> String {

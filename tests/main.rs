@@ -12,6 +12,7 @@ mod api_ops;
 mod api_orders;
 mod config;
 mod gateway;
+mod hub;
 mod lifecycle;
 mod resilience;
 mod saga;

@@ -80,4 +80,33 @@ pub struct Config {
     #[arg(long, env = "ORION_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub request_timeout_seconds: u64,
+
+    /// Hub messages queued for one WebSocket client before a client that does not read is
+    /// dropped.
+    #[arg(long, env = "ORION_HUB_SEND_BUFFER", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub hub_send_buffer: u32,
+
+    /// How often the hub pings a quiet WebSocket client.
+    #[arg(long, env = "ORION_HUB_KEEP_ALIVE_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub hub_keep_alive_seconds: u64,
+
+    /// How long a hub client may stay silent (clients ping every 15 s) before it is closed, and
+    /// how long one write to it may take.
+    #[arg(long, env = "ORION_HUB_CLIENT_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(2..=600))]
+    pub hub_client_timeout_seconds: u64,
+}
+
+impl Config {
+    /// The hub's settings from this configuration.
+    pub fn hub_settings(&self) -> crate::hub::HubSettings {
+        crate::hub::HubSettings {
+            send_buffer: usize::try_from(self.hub_send_buffer).unwrap_or(256),
+            keep_alive: std::time::Duration::from_secs(self.hub_keep_alive_seconds),
+            client_timeout: std::time::Duration::from_secs(self.hub_client_timeout_seconds),
+            handshake_timeout: std::time::Duration::from_secs(15),
+        }
+    }
 }

@@ -27,6 +27,7 @@ use crate::AppState;
         (name = "orders", description = "Placing, following and changing orders"),
         (name = "inventory", description = "The catalog and its stock"),
         (name = "admin", description = "Sales figures and API keys"),
+        (name = "hub", description = "Live order and stock updates over SignalR (WebSockets)"),
         (name = "health", description = "Probes"),
     )
 )]

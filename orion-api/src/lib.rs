@@ -7,6 +7,7 @@ mod config;
 mod docs;
 mod error;
 mod extract;
+mod hub;
 mod metrics;
 pub mod models;
 mod routes;
@@ -35,6 +36,7 @@ use utoipa_axum::routes;
 pub use accounts::create_admin;
 pub use config::{Cli, Command, Config};
 pub use error::{ApiError, Error, Problem, Result};
+pub use hub::{Hub, HubSettings};
 pub use state::AppState;
 
 pub(crate) use orion_persistence::now;
@@ -72,11 +74,25 @@ pub async fn run(
         )
         .spawn()
     });
+    let backplane = hub::Backplane::spawn(
+        state.hub.clone(),
+        state.broker.clone(),
+        state.publisher.topology().clone(),
+        state.instance_id(),
+    );
     let address = listener.local_addr()?;
     tracing::info!(%address, instance = %state.instance_id(), "orion-api listening");
+    // WebSockets leave the HTTP server once upgraded, so the hub closes its own before the server
+    // drains the rest.
+    let hub = state.hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.shut_down(Duration::from_secs(5)).await;
+    };
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    backplane.stop().await;
     if let Some(relay) = relay {
         relay.stop().await;
     }
@@ -116,6 +132,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::list_dead_letters))
         .routes(routes!(admin::replay_dead_letter))
         .routes(routes!(admin::list_email_deliveries))
+        .routes(routes!(hub::negotiate))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .split_for_parts();
@@ -146,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .timeout(timeout);
     api.merge(docs::routes(document))
+        .merge(hub::routes())
         .route("/metrics", axum::routing::get(move || metrics::render(metrics.clone())))
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("this resource does not support that method".into()) })

@@ -8,6 +8,7 @@ use orion_persistence::Pool;
 use time::Duration;
 
 use crate::Config;
+use crate::hub::Hub;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Debug, Clone)]
@@ -18,6 +19,7 @@ pub struct AppState {
     pub refresh_ttl: Duration,
     pub broker: Arc<Broker>,
     pub publisher: Publisher,
+    pub hub: Hub,
     instance_id: Arc<str>,
 }
 
@@ -38,8 +40,10 @@ impl AppState {
             Topology::new(config.amqp.amqp_prefix.clone())
                 .with_retry_delays(config.amqp.retry_delays_ms()),
         );
+        let hub = Hub::new(config.hub_settings());
         Self {
             pool,
+            hub,
             config: Arc::new(config),
             keys,
             refresh_ttl,

@@ -39,7 +39,16 @@ impl TestApi {
     }
 
     pub(crate) async fn spawn_with(options: &PgConnectOptions, extra: &[&str]) -> TestApi {
-        let db = database_url(options);
+        let prefix = format!("test-{}.", Uuid::new_v4().simple());
+        Self::spawn_on(database_url(options), prefix, extra).await
+    }
+
+    /// Another replica on this one's database and broker topology.
+    pub(crate) async fn replica(&self, extra: &[&str]) -> TestApi {
+        Self::spawn_on(self.db.clone(), self.topology.prefix().to_owned(), extra).await
+    }
+
+    async fn spawn_on(db: String, prefix: String, extra: &[&str]) -> TestApi {
         let mut args = vec![
             "orion-api",
             "--database-url",
@@ -50,7 +59,6 @@ impl TestApi {
             JWT_SECRET,
         ];
         let amqp = amqp_url();
-        let prefix = format!("test-{}.", Uuid::new_v4().simple());
         args.extend([
             "--amqp-url",
             &amqp,
@@ -193,6 +201,16 @@ impl TestApi {
             .channel()
             .await
             .expect("broker channel")
+    }
+
+    pub(crate) fn address(&self) -> std::net::SocketAddr {
+        self.running.address
+    }
+
+    /// Stops a replica started with [`TestApi::replica`], leaving the shared exchange and queues
+    /// to the first one's `stop`.
+    pub(crate) async fn stop_replica(self) {
+        self.running.stop().await;
     }
 
     /// Stops the API and removes this test's exchange and queues.

@@ -114,6 +114,12 @@ impl Topology {
         format!("{}.retry.{}", self.queue(queue), level + 1)
     }
 
+    /// The private queue through which one API replica hears the events its WebSocket clients
+    /// are told about (the hub's backplane).
+    pub fn notify_queue(&self, instance: &str) -> String {
+        format!("{}orion.notify.{instance}", self.prefix)
+    }
+
     /// Where messages that failed for good are parked.
     pub fn dead_queue(&self) -> String {
         format!("{}orion.dead", self.prefix)

@@ -1,0 +1,264 @@
+//! The real-time hub at `/hubs/orders`: SignalR's JSON hub protocol over WebSockets, fed by this
+//! replica's own notify queue so that every replica's clients hear every event.
+//!
+//! The hub keeps one bounded queue per connection. Fanning out never waits for a client: a
+//! connection whose queue is full is dropped, and its client re-reads state over REST when it
+//! reconnects.
+
+mod backplane;
+mod connection;
+mod notifications;
+mod protocol;
+mod routes;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+pub(crate) use backplane::Backplane;
+pub(crate) use routes::{__path_negotiate, negotiate, routes};
+
+use notifications::{Audience, Notification};
+
+/// How the hub treats its connections.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Messages queued for one connection before its client counts as not reading.
+    pub send_buffer: usize,
+    /// How often the server pings an otherwise quiet connection.
+    pub keep_alive: Duration,
+    /// How long a client may stay silent (SignalR clients ping every 15 s), and how long one
+    /// write to it may take.
+    pub client_timeout: Duration,
+    /// How long a new connection has to send its handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Why the hub closes every connection at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broadcast {
+    Open,
+    /// The backplane was interrupted: clients may have missed events and must re-read.
+    Resync(u64),
+    ShuttingDown,
+}
+
+/// The live connections of this replica. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: HubSettings,
+    subscribers: RwLock<HashMap<u64, Subscriber>>,
+    next_id: AtomicU64,
+    broadcast: watch::Sender<Broadcast>,
+    /// Connections whose task is still running, registered or not.
+    open: watch::Sender<usize>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    user: Uuid,
+    admin: bool,
+    queue: mpsc::Sender<Arc<Notification>>,
+    /// Fired when the hub drops the connection; its task then ends wherever it is waiting.
+    drop: Option<oneshot::Sender<()>>,
+}
+
+impl Subscriber {
+    fn wants(&self, audience: Audience) -> bool {
+        match audience {
+            Audience::Admins => self.admin,
+            Audience::Owner(customer) => self.admin || self.user == customer,
+        }
+    }
+}
+
+/// Who is connected: from the verified access token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    pub(crate) user: Uuid,
+    pub(crate) admin: bool,
+    pub(crate) expires_at: time::OffsetDateTime,
+}
+
+/// A connection's place in the hub, given up when dropped.
+struct Registration {
+    hub: Hub,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
+/// Counts a connection's task from its upgrade to its end.
+struct OpenConnection {
+    hub: Hub,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.hub
+            .inner
+            .open
+            .send_modify(|open| *open = open.saturating_sub(1));
+        metrics::gauge!("hub_connections").decrement(1.0);
+    }
+}
+
+impl Hub {
+    pub fn new(settings: HubSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                subscribers: RwLock::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                broadcast: watch::channel(Broadcast::Open).0,
+                open: watch::channel(0).0,
+            }),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.inner.broadcast.borrow() == Broadcast::ShuttingDown
+    }
+
+    fn open_connection(&self) -> OpenConnection {
+        self.inner.open.send_modify(|open| *open += 1);
+        metrics::gauge!("hub_connections").increment(1.0);
+        OpenConnection { hub: self.clone() }
+    }
+
+    /// Subscribes a connection that completed its handshake.
+    fn register(
+        &self,
+        caller: &Caller,
+    ) -> (
+        Registration,
+        mpsc::Receiver<Arc<Notification>>,
+        oneshot::Receiver<()>,
+    ) {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (queue, messages) = mpsc::channel(self.inner.settings.send_buffer.max(1));
+        let (drop, dropped) = oneshot::channel();
+        self.subscribers().insert(
+            id,
+            Subscriber {
+                user: caller.user,
+                admin: caller.admin,
+                queue,
+                drop: Some(drop),
+            },
+        );
+        (
+            Registration {
+                hub: self.clone(),
+                id,
+            },
+            messages,
+            dropped,
+        )
+    }
+
+    fn unregister(&self, id: u64) {
+        self.subscribers().remove(&id);
+    }
+
+    fn subscribers(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Subscriber>> {
+        self.inner
+            .subscribers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one message for every connection of its audience, without waiting for any. A
+    /// connection whose queue is full is dropped.
+    pub(crate) fn dispatch(&self, notification: Notification) {
+        let notification = Arc::new(notification);
+        let mut slow = Vec::new();
+        {
+            let subscribers = self
+                .inner
+                .subscribers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (id, subscriber) in subscribers.iter() {
+                if !subscriber.wants(notification.audience) {
+                    continue;
+                }
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    subscriber.queue.try_send(notification.clone())
+                {
+                    slow.push(*id);
+                }
+            }
+        }
+        if slow.is_empty() {
+            return;
+        }
+        let mut subscribers = self.subscribers();
+        for id in slow {
+            if let Some(mut subscriber) = subscribers.remove(&id) {
+                tracing::warn!(
+                    connection = id,
+                    user = %subscriber.user,
+                    "hub client is not reading; dropping its connection"
+                );
+                metrics::counter!("hub_connections_closed_total", "reason" => "slow_client")
+                    .increment(1);
+                if let Some(drop) = subscriber.drop.take() {
+                    let _ = drop.send(());
+                }
+            }
+        }
+    }
+
+    /// Closes every connection with a message inviting its client to reconnect and re-read:
+    /// events may have been missed while the backplane was down.
+    pub(crate) fn resync(&self) {
+        self.inner.broadcast.send_modify(|state| {
+            if let Broadcast::Resync(generation) = *state {
+                *state = Broadcast::Resync(generation + 1);
+            } else if *state == Broadcast::Open {
+                *state = Broadcast::Resync(1);
+            }
+        });
+    }
+
+    /// Closes every connection with a close message and waits, at most `deadline`, for them to
+    /// end. New connections are refused from now on.
+    pub async fn shut_down(&self, deadline: Duration) {
+        self.inner.broadcast.send_replace(Broadcast::ShuttingDown);
+        let mut open = self.inner.open.subscribe();
+        let closed = open.wait_for(|open| *open == 0);
+        if tokio::time::timeout(deadline, closed).await.is_err() {
+            tracing::warn!(
+                open = *self.inner.open.borrow(),
+                "hub connections still open after the shutdown deadline"
+            );
+        }
+    }
+
+    /// Connections currently subscribed.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner
+            .subscribers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}

@@ -1,0 +1,179 @@
+//! `POST /hubs/orders/negotiate` and the WebSocket at `GET /hubs/orders`.
+//!
+//! Negotiation is stateless: the WebSocket request authenticates itself with the access token
+//! again, so negotiate and connect may reach different replicas behind a load balancer (no sticky
+//! sessions) and clients that skip negotiation connect too.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{FromRequestParts, Query, State, WebSocketUpgrade};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Caller, connection};
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Largest message a client may send; clients only send handshakes, pings and closes.
+const MAX_INCOMING: usize = 64 * 1024;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/hubs/orders", get(connect))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NegotiateQuery {
+    /// The negotiate protocol the client speaks; the hub answers with version 1 at most.
+    #[param(minimum = 0)]
+    negotiate_version: Option<u32>,
+}
+
+/// The transports a client may use: WebSockets with text (JSON) frames only.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Transport {
+    #[schema(example = "WebSockets")]
+    transport: &'static str,
+    transfer_formats: Vec<&'static str>,
+}
+
+/// SignalR's negotiate answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NegotiateResponse {
+    negotiate_version: u32,
+    connection_id: String,
+    /// Present from negotiate version 1: the `id` the client passes when connecting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection_token: Option<String>,
+    available_transports: Vec<Transport>,
+}
+
+/// Starts a SignalR connection to the order hub.
+///
+/// After this, the client opens a WebSocket at `/hubs/orders?id=<connectionToken>` with the same
+/// access token (the `Authorization` header, or the `access_token` query parameter from a
+/// browser) and speaks SignalR's JSON hub protocol. A customer receives `OrderStatusUpdated` for
+/// their own orders; an administrator receives it for every order, and `OrderPlaced`,
+/// `InventoryUpdated` and `LowStockAlert`. Every message's argument carries a `sequence` that
+/// grows by one per message on the connection. After a reconnect, re-read state over REST.
+#[utoipa::path(
+    post,
+    path = "/hubs/orders/negotiate",
+    tag = "hub",
+    params(NegotiateQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How to connect", body = NegotiateResponse),
+        (status = 401, description = "No valid access token", body = crate::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn negotiate(
+    HubCaller(_caller): HubCaller,
+    query: Result<Query<NegotiateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<NegotiateResponse>, ApiError> {
+    let Query(query) = query.map_err(ApiError::from)?;
+    let version = query.negotiate_version.unwrap_or(0).min(1);
+    let connection_id = uuid::Uuid::new_v4().simple().to_string();
+    Ok(Json(NegotiateResponse {
+        negotiate_version: version,
+        connection_token: (version >= 1).then(|| uuid::Uuid::new_v4().simple().to_string()),
+        connection_id,
+        available_transports: vec![Transport {
+            transport: "WebSockets",
+            transfer_formats: vec!["Text"],
+        }],
+    }))
+}
+
+/// The WebSocket. Refused with 401 before the upgrade when the token is missing or invalid.
+async fn connect(
+    State(state): State<AppState>,
+    HubCaller(caller): HubCaller,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "the hub speaks SignalR over WebSockets; negotiate at /hubs/orders/negotiate, then \
+             open a WebSocket here ({rejection})"
+        ))
+    })?;
+    let hub = state.hub.clone();
+    Ok(upgrade
+        .max_message_size(MAX_INCOMING)
+        .on_upgrade(move |socket| connection::serve(hub, socket, caller)))
+}
+
+/// The caller of the hub, from `Authorization: Bearer <token>` or the `access_token` query
+/// parameter that browsers use because they cannot set headers on a WebSocket.
+pub(crate) struct HubCaller(pub(crate) Caller);
+
+impl FromRequestParts<AppState> for HubCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let token = match header {
+            Some(token) => token,
+            None => {
+                access_token_parameter(parts.uri.query().unwrap_or_default()).ok_or_else(|| {
+                    ApiError::Unauthorized(
+                        "the hub needs an access token: `Authorization: Bearer <token>` or the \
+                         `access_token` query parameter"
+                            .into(),
+                    )
+                })?
+            }
+        };
+        let claims = state.keys.verify(&token)?;
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(claims.exp)
+            .map_err(|_| ApiError::Unauthorized("the access token has no valid expiry".into()))?;
+        Ok(HubCaller(Caller {
+            user: claims.sub,
+            admin: claims.role == orion_auth::Role::Admin,
+            expires_at,
+        }))
+    }
+}
+
+fn access_token_parameter(query: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Token {
+        access_token: Option<String>,
+    }
+    serde_urlencoded::from_str::<Token>(query)
+        .ok()
+        .and_then(|t| t.access_token)
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_token_parameter_is_decoded() {
+        assert_eq!(
+            access_token_parameter("id=abc&access_token=a.b%2Dc"),
+            Some("a.b-c".to_owned())
+        );
+        assert_eq!(access_token_parameter("id=abc"), None);
+        assert_eq!(access_token_parameter("access_token="), None);
+    }
+}
