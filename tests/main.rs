@@ -10,6 +10,7 @@ mod api_authz;
 mod api_inventory;
 mod api_ops;
 mod api_orders;
+mod browser;
 mod config;
 mod gateway;
 mod hub;

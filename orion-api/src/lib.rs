@@ -10,6 +10,7 @@ mod extract;
 mod hub;
 mod metrics;
 pub mod models;
+mod panel;
 mod routes;
 mod state;
 
@@ -164,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .timeout(timeout);
     api.merge(docs::routes(document))
         .merge(hub::routes())
+        .merge(panel::routes())
         .route("/metrics", axum::routing::get(move || metrics::render(metrics.clone())))
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("this resource does not support that method".into()) })

@@ -13,6 +13,9 @@ pub(crate) const CUSTOMER: (&str, &str) = ("customer@orion.local", "orion-custom
 pub(crate) const JWT_SECRET: &str = "test-secret-for-the-e2e-suite-0123456789";
 
 /// A registered customer.
+/// The password of every customer `register_customer` makes.
+pub(crate) const REGISTERED_PASSWORD: &str = "a fine long password";
+
 pub(crate) struct Customer {
     pub(crate) id: Uuid,
     pub(crate) email: String,
@@ -127,7 +130,7 @@ impl TestApi {
     /// Registers a new customer with a unique address.
     pub(crate) async fn register_customer(&self) -> Customer {
         let email = format!("c-{}@example.com", Uuid::now_v7());
-        let password = "a fine long password";
+        let password = REGISTERED_PASSWORD;
         let response = self
             .post(
                 "/api/auth/register",

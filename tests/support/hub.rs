@@ -21,37 +21,28 @@ pub(crate) fn js_dir() -> PathBuf {
     dir
 }
 
-/// One `@microsoft/signalr` client connected (or refused) in a Node process.
-pub(crate) struct HubProbe {
+/// A test client script under Node, talking in JSON lines: events on its stdout, commands on
+/// its stdin.
+pub(crate) struct NodeScript {
     child: Child,
     commands: ChildStdin,
     events: mpsc::UnboundedReceiver<Value>,
-    /// Everything received so far, in order.
-    pub(crate) seen: Vec<Value>,
 }
 
-/// How a connection attempt ended.
-pub(crate) enum Connection {
-    Connected(Box<HubProbe>),
-    Refused(String),
-}
-
-impl HubProbe {
-    /// Connects to `hub_url` (`http://host:port/hubs/orders`) with `token`, if any.
-    pub(crate) async fn connect(hub_url: &str, token: Option<&str>) -> Connection {
+impl NodeScript {
+    /// Starts `tests/js/<script>` with `args` and `env`.
+    pub(crate) fn spawn(script: &str, args: &[&str], env: &[(&str, &str)]) -> NodeScript {
         let dir = js_dir();
         let mut command = Command::new("node");
         command
-            .arg(dir.join("hub-probe.mjs"))
-            .arg(hub_url)
+            .arg(dir.join(script))
+            .args(args)
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        if let Some(token) = token {
-            command.env("ORION_TOKEN", token);
-        }
         let mut child = command.spawn().expect("start node (is Node.js installed?)");
         let commands = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
@@ -65,14 +56,58 @@ impl HubProbe {
                             break;
                         }
                     }
-                    Err(_) => eprintln!("hub probe: {line}"),
+                    Err(_) => eprintln!("{line}"),
                 }
             }
         });
-        let mut probe = HubProbe {
+        NodeScript {
             child,
             commands,
             events,
+        }
+    }
+
+    /// The next event, or `None` if none came within `within` or the script ended.
+    pub(crate) async fn next_event(&mut self, within: Duration) -> Option<Value> {
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()?
+    }
+
+    pub(crate) async fn send(&mut self, command: Value) {
+        let mut line = command.to_string();
+        line.push('\n');
+        self.commands
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the Node script");
+    }
+
+    /// Waits for the script to exit.
+    pub(crate) async fn wait(&mut self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.child.wait()).await;
+    }
+}
+
+/// One `@microsoft/signalr` client connected (or refused) in a Node process.
+pub(crate) struct HubProbe {
+    script: NodeScript,
+    /// Everything received so far, in order.
+    pub(crate) seen: Vec<Value>,
+}
+
+/// How a connection attempt ended.
+pub(crate) enum Connection {
+    Connected(Box<HubProbe>),
+    Refused(String),
+}
+
+impl HubProbe {
+    /// Connects to `hub_url` (`http://host:port/hubs/orders`) with `token`, if any.
+    pub(crate) async fn connect(hub_url: &str, token: Option<&str>) -> Connection {
+        let env: Vec<(&str, &str)> = token.map(|t| ("ORION_TOKEN", t)).into_iter().collect();
+        let mut probe = HubProbe {
+            script: NodeScript::spawn("hub-probe.mjs", &[hub_url], &env),
             seen: Vec::new(),
         };
         let first = probe
@@ -97,9 +132,7 @@ impl HubProbe {
     }
 
     async fn next_event(&mut self, within: Duration) -> Option<Value> {
-        let event = tokio::time::timeout(within, self.events.recv())
-            .await
-            .ok()??;
+        let event = self.script.next_event(within).await?;
         self.seen.push(event.clone());
         Some(event)
     }
@@ -164,7 +197,8 @@ impl HubProbe {
     /// Calls a hub method and returns its result or the error text.
     pub(crate) async fn invoke(&mut self, method: &str, args: Value) -> Result<Value, String> {
         let id = self.seen.len();
-        self.send(json!({"invoke": method, "args": args, "id": id}))
+        self.script
+            .send(json!({"invoke": method, "args": args, "id": id}))
             .await;
         loop {
             let event = self
@@ -198,18 +232,9 @@ impl HubProbe {
             .collect()
     }
 
-    async fn send(&mut self, command: Value) {
-        let mut line = command.to_string();
-        line.push('\n');
-        self.commands
-            .write_all(line.as_bytes())
-            .await
-            .expect("write to the hub client");
-    }
-
     /// Stops the client and waits for its process to end.
     pub(crate) async fn stop(mut self) {
-        self.send(json!({"stop": true})).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        self.script.send(json!({"stop": true})).await;
+        self.script.wait(Duration::from_secs(10)).await;
     }
 }

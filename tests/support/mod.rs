@@ -7,8 +7,10 @@ mod gateway;
 mod hub;
 mod worker;
 
-pub(crate) use api::{ADMIN, CUSTOMER, Customer, JWT_SECRET, TestApi, expect_problem, with_token};
+pub(crate) use api::{
+    ADMIN, CUSTOMER, Customer, JWT_SECRET, REGISTERED_PASSWORD, TestApi, expect_problem, with_token,
+};
 pub(crate) use app::{Running, database_url, signal};
 pub(crate) use gateway::spawn_gateway;
-pub(crate) use hub::{Connection, HubProbe};
+pub(crate) use hub::{Connection, HubProbe, NodeScript};
 pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess};

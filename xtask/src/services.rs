@@ -3,7 +3,7 @@
 //! distribution's packages (or npm, for the mail catcher) on a fresh machine.
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -316,6 +316,60 @@ fn install_maildev() -> Result<PathBuf> {
         bail!("npm installed maildev but {} is missing", binary.display());
     }
     Ok(binary)
+}
+
+/// Installs the JavaScript test clients (`@microsoft/signalr`, `playwright-core`) from
+/// `tests/js/package-lock.json`, again whenever the lock file is newer than the installation.
+pub(crate) fn ensure_js_clients() -> Result<()> {
+    if find_program("npm").is_none() || find_program("node").is_none() {
+        apt_install(
+            &["nodejs", "npm"],
+            "Node.js (for the hub and browser tests)",
+        )?;
+    }
+    let dir = workspace::root().join("tests/js");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let current = match (
+        modified(&installed),
+        modified(&dir.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(lock)) => installed >= lock,
+        _ => false,
+    };
+    if current {
+        return Ok(());
+    }
+    step("installing the JavaScript test clients from tests/js/package-lock.json");
+    workspace::run(
+        Command::new("npm")
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&dir),
+        "npm ci (tests/js)",
+    )
+}
+
+/// The Chromium the browser test drives headless, installed from Debian's packages if missing.
+pub(crate) fn ensure_chromium() -> Result<PathBuf> {
+    let find = || {
+        ["chromium", "chromium-browser", "google-chrome"]
+            .into_iter()
+            .find_map(find_program)
+    };
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    apt_install(
+        &["chromium"],
+        "Chromium (for the admin panel's browser test)",
+    )?;
+    find().context("chromium was installed but is not on PATH")
 }
 
 /// The schemathesis version the API's contract tests run with.

@@ -136,6 +136,9 @@ fn print_banner(urls: &Urls) {
          \n\
          \x20 gateway        http://{GATEWAY}   https://{GATEWAY_HTTPS} (self-signed dev certificate)\n\
          \x20                every client goes through it: /api, /hubs, /docs, /admin\n\
+         \x20 admin panel    http://{GATEWAY}/admin   (live orders, stock, dead letters)\n\
+         \x20 your orders    http://{GATEWAY}/orders  (the customer page emails link to)\n\
+         \x20 API docs       http://{GATEWAY}/docs\n\
          \x20 orion-api #1   http://{api1}   (health: /health/live, /health/ready)\n\
          \x20 orion-api #2   http://{api2}\n\
          \x20 orion-worker   http://{WORKER}/health/ready\n\
@@ -178,6 +181,8 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
             .env("SQLX_OFFLINE", "true"),
         "cargo build -p orion-worker",
     )?;
+    services::ensure_js_clients()?;
+    let chromium = services::ensure_chromium()?;
     let test_command = |args: &[&str]| -> Result<Command> {
         let mut command = workspace::cargo();
         command.arg("test").args(args);
@@ -194,6 +199,7 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
             .env("DATABASE_URL", urls.maintenance_database()?)
             .env("ORION_TEST_AMQP_URL", &urls.amqp)
             .env("ORION_TEST_SMTP_URL", &urls.smtp)
+            .env("ORION_TEST_CHROMIUM", &chromium)
             .env(
                 "ORION_TEST_MAIL_API",
                 format!("http://{mail_host}:{MAIL_UI_PORT}"),
