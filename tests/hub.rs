@@ -171,6 +171,17 @@ async fn a_client_on_one_replica_hears_an_order_placed_through_another(
         .await;
     assert_eq!(update["available"], level["available"]);
 
+    // Stock falling below its threshold alerts the admins (the poster's threshold is 2 of 5).
+    b.place_order(&customer.token, &[("SKU-12", 4)]).await;
+    let alert = admin_on_a
+        .wait_for_message("LowStockAlert", Duration::from_secs(30), |m| {
+            m["sku"] == "SKU-12"
+        })
+        .await;
+    assert_eq!(alert["available"], 1);
+    assert_eq!(alert["lowStockThreshold"], 2);
+    assert!(on_a.messages("LowStockAlert").is_empty(), "admins only");
+
     on_a.stop().await;
     admin_on_a.stop().await;
     worker.stop().await;
@@ -330,7 +341,17 @@ async fn the_handshake_is_checked_and_a_client_that_stops_reading_is_dropped_alo
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let api = TestApi::spawn_with(&options, &["--hub-send-buffer", "16"]).await;
+    // The raw clients never ping: a long client timeout keeps the reading one on a busy machine.
+    let api = TestApi::spawn_with(
+        &options,
+        &[
+            "--hub-send-buffer",
+            "16",
+            "--hub-client-timeout-seconds",
+            "300",
+        ],
+    )
+    .await;
     let admin = api.token(ADMIN).await;
 
     let mut wrong = RawClient::connect(&api, &admin, None).await;
@@ -377,7 +398,7 @@ async fn the_handshake_is_checked_and_a_client_that_stops_reading_is_dropped_alo
         .await
         .unwrap();
     let mut published = 0u64;
-    while dropped_slow_clients(&api).await == 0 {
+    while dropped_slow_clients(&api).await == 0.0 {
         assert!(
             published < 200_000,
             "a client that does not read was never dropped"
@@ -407,13 +428,18 @@ async fn the_handshake_is_checked_and_a_client_that_stops_reading_is_dropped_alo
     .await;
     assert!(drained.is_ok(), "the dropped connection ended");
     assert!(slow_got < published, "{slow_got} of {published}");
-    assert_eq!(dropped_slow_clients(&api).await, 1);
+    assert_eq!(dropped_slow_clients(&api).await, 1.0);
+    let sent = metric(&api, "hub_messages_sent_total{target=\"InventoryUpdated\"}").await;
+    assert!(sent >= published as f64, "{sent} sent of {published}");
+    // The recorder is shared by every replica of this test process: at least the reading client.
+    assert!(metric(&api, "hub_connections").await >= 1.0);
 
     reader.abort();
     api.stop().await;
 }
 
-async fn dropped_slow_clients(api: &TestApi) -> u64 {
+/// The value of one series on the replica's `/metrics`, 0 when absent.
+async fn metric(api: &TestApi, series: &str) -> f64 {
     let metrics = reqwest::get(api.url("/metrics"))
         .await
         .unwrap()
@@ -422,10 +448,17 @@ async fn dropped_slow_clients(api: &TestApi) -> u64 {
         .unwrap();
     metrics
         .lines()
-        .find(|l| l.starts_with("hub_connections_closed_total{reason=\"slow_client\"}"))
+        .find(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0.0)
+}
+
+async fn dropped_slow_clients(api: &TestApi) -> f64 {
+    metric(api, "hub_connections_closed_total{reason=\"slow_client\"}").await
 }
 
 /// Publishes `count` `inventory.adjusted` events to the test's exchange and waits for the
@@ -469,4 +502,54 @@ async fn publish_stock_updates(
     for confirm in confirms {
         confirm.await.unwrap();
     }
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_hub_pings_and_closes_a_client_that_falls_silent(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn_with(
+        &options,
+        &[
+            "--hub-keep-alive-seconds",
+            "1",
+            "--hub-client-timeout-seconds",
+            "3",
+        ],
+    )
+    .await;
+    let token = api.token(ADMIN).await;
+    let mut client = RawClient::connect(&api, &token, None).await;
+    client.handshake().await;
+    // A client that pings stays; the server pings it in turn.
+    let mut pings = 0;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        client.send("{\"type\":6}\u{1e}").await;
+        if let Ok(Some(records)) =
+            tokio::time::timeout(Duration::from_millis(500), client.next_records()).await
+        {
+            pings += records.iter().filter(|r| **r == json!({"type": 6})).count();
+        }
+    }
+    assert!(pings >= 2, "server pings: {pings}");
+    // Silent from now on: closed with a close message inviting a reconnect.
+    let closing = loop {
+        let records = tokio::time::timeout(Duration::from_secs(10), client.next_records())
+            .await
+            .expect("closed within the client timeout")
+            .expect("a close message before the socket closes");
+        if let Some(close) = records.into_iter().find(|r| r["type"] == 7) {
+            break close;
+        }
+    };
+    assert_eq!(closing["allowReconnect"], true);
+    assert!(
+        closing["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing heard")),
+        "{closing}"
+    );
+    api.stop().await;
 }

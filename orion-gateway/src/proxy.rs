@@ -149,14 +149,16 @@ struct Record {
 }
 
 impl Record {
-    fn finish(&self, response: &mut Response<Body>, upstream: Option<SocketAddr>) {
+    fn finish(&self, response: &mut Response<Body>, upstream: Option<Arc<Backend>>) {
         if let Ok(value) = HeaderValue::from_str(&self.request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
-        let status = response.status().as_u16();
-        let upstream = upstream.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        let status = response.status();
+        let upstream = upstream.map_or(metrics::SharedString::const_str("none"), |u| {
+            metrics::SharedString::from(u.label.clone())
+        });
         let elapsed = self.started.elapsed();
-        metrics::counter!("gateway_requests_total", "route" => self.route, "status" => status.to_string(), "upstream" => upstream.clone())
+        metrics::counter!("gateway_requests_total", "route" => self.route, "status" => status_label(status), "upstream" => upstream.clone())
             .increment(1);
         metrics::histogram!("gateway_request_duration_seconds", "route" => self.route)
             .record(elapsed.as_secs_f64());
@@ -166,14 +168,42 @@ impl Record {
             route = self.route,
             path = %self.path,
             query = self.query.as_deref().unwrap_or(""),
-            status,
-            upstream = %upstream,
+            status = status.as_u16(),
+            upstream = &*upstream,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = %self.request_id,
             client_ip = %self.client_ip,
             "request"
         );
     }
+}
+
+/// The status as a metric label, without allocating for the statuses the API answers.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let known = match status.as_u16() {
+        101 => "101",
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return metrics::SharedString::from_owned(other.to_string()),
+    };
+    metrics::SharedString::const_str(known)
 }
 
 /// The fallback handler: every request that is not the gateway's own.
@@ -212,7 +242,7 @@ async fn forward(
     record: &Record,
     scheme: Scheme,
     trusted_peer: bool,
-) -> (Response<Body>, Option<SocketAddr>) {
+) -> (Response<Body>, Option<Arc<Backend>>) {
     let caller = match edge_auth::identify(
         &gateway.keys,
         &gateway.key_salt,
@@ -273,12 +303,13 @@ async fn forward(
 
     let deadline = record.started + gateway.request_timeout;
     let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut last_tried: Option<Arc<Backend>> = None;
     // What the previous attempt got, answered if no other replica is left to try.
     let mut last_failure: Option<Response<Body>> = None;
     loop {
         let Some(backend) = gateway.upstreams.pick(&tried) else {
             if let Some(failure) = last_failure {
-                return (failure, tried.last().copied());
+                return (failure, last_tried);
             }
             let detail = if tried.is_empty() {
                 "no API replica is configured or resolvable"
@@ -287,10 +318,11 @@ async fn forward(
             };
             return (
                 problem(StatusCode::BAD_GATEWAY, "bad-gateway", detail),
-                tried.last().copied(),
+                last_tried,
             );
         };
         tried.push(backend.addr);
+        last_tried = Some(backend.clone());
         let Some(body) = payload.take() else {
             return (
                 problem(
@@ -298,7 +330,7 @@ async fn forward(
                     "bad-gateway",
                     "no API replica could answer",
                 ),
-                Some(backend.addr),
+                Some(backend.clone()),
             );
         };
         let uri = format!("http://{}{}", backend.addr, path_and_query)
@@ -338,7 +370,7 @@ async fn forward(
                 }
                 return (
                     respond(gateway, response, in_flight, client_upgrade, &rate_headers),
-                    Some(backend.addr),
+                    Some(backend.clone()),
                 );
             }
             Ok(Err(error)) => {
@@ -375,7 +407,7 @@ async fn forward(
                 failure
             }
         };
-        return (failure, Some(backend.addr));
+        return (failure, Some(backend));
     }
 }
 
@@ -620,7 +652,8 @@ fn request_id(headers: &HeaderMap) -> String {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+        // Unique, not secret: a fast generator rather than a system call per request.
+        .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned)
 }
 
 /// The client's address: the socket's, or, behind a trusted proxy, the last address in
@@ -678,8 +711,17 @@ fn traceparent(headers: &HeaderMap) -> String {
 
 /// A bounded set of route labels for metrics: ids replaced by placeholders.
 pub(crate) fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match segments.as_slice() {
+    // Every labelled route has at most five segments; a longer path only needs its first five.
+    let mut segments = [""; 5];
+    let mut count = 0;
+    for (slot, segment) in segments
+        .iter_mut()
+        .zip(path.trim_end_matches('/').split('/').skip(1))
+    {
+        *slot = segment;
+        count += 1;
+    }
+    match &segments[..count] {
         ["api", "orders"] => "/api/orders",
         ["api", "orders", _] => "/api/orders/{id}",
         ["api", "orders", _, "timeline"] => "/api/orders/{id}/timeline",

@@ -15,6 +15,8 @@ const MAX_EJECTION: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
+    /// The address as metrics and logs show it, made once.
+    pub(crate) label: Arc<str>,
     outstanding: AtomicUsize,
     /// The active checks' verdict.
     healthy: AtomicBool,
@@ -36,6 +38,7 @@ impl Backend {
     fn new(addr: SocketAddr) -> Backend {
         Backend {
             addr,
+            label: addr.to_string().into(),
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             state: Mutex::new(State::default()),
@@ -167,26 +170,38 @@ impl Upstreams {
     /// Resolves every name again. Replicas that stay keep their state; a name that does not
     /// resolve this time keeps its previous addresses rather than vanishing.
     pub(crate) async fn resolve(&self) {
-        let current = self.backends();
-        let mut next: Vec<Arc<Backend>> = Vec::new();
+        let mut resolved = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
-            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(target.as_str()).await {
+            let addrs = match tokio::net::lookup_host(target.as_str()).await {
                 Ok(found) => found.collect(),
                 Err(error) => {
                     tracing::warn!(upstream = %target, %error, "cannot resolve upstream; keeping what it had");
                     Vec::new()
                 }
             };
+            resolved.push((target.as_str(), addrs));
+        }
+        self.apply_resolution(&resolved);
+    }
+
+    /// Replaces the replicas with those of a resolution: each target with the addresses it
+    /// resolved to (none when it failed to resolve).
+    fn apply_resolution(&self, resolved: &[(&str, Vec<SocketAddr>)]) {
+        let current = self.backends();
+        let mut next: Vec<Arc<Backend>> = Vec::new();
+        for (target, addrs) in resolved {
+            let kept: Vec<SocketAddr>;
             let addrs = if addrs.is_empty() {
-                current
+                kept = current
                     .iter()
                     .filter(|b| target_matches(target, b.addr))
                     .map(|b| b.addr)
-                    .collect()
+                    .collect();
+                &kept
             } else {
                 addrs
             };
-            for addr in addrs {
+            for &addr in addrs {
                 if next.iter().any(|b| b.addr == addr) {
                     continue;
                 }
@@ -282,6 +297,48 @@ mod tests {
             .collect();
         *up.backends.write().unwrap() = Arc::new(backends);
         up
+    }
+
+    #[test]
+    fn a_name_stands_for_every_address_it_resolves_to_and_follows_changes() {
+        let up = Upstreams::new(vec!["replicas:8081".into()], Balance::RoundRobin);
+        let addr = |last: u8| SocketAddr::from(([10, 0, 0, last], 8081));
+        let addrs = |up: &Upstreams| up.backends().iter().map(|b| b.addr).collect::<Vec<_>>();
+        up.apply_resolution(&[("replicas:8081", vec![addr(1), addr(2), addr(3)])]);
+        assert_eq!(addrs(&up), [addr(1), addr(2), addr(3)]);
+        let picks: Vec<SocketAddr> = (0..3).map(|_| up.pick(&[]).unwrap().addr).collect();
+        assert_eq!(
+            picks,
+            [addr(1), addr(2), addr(3)],
+            "each address is a replica"
+        );
+
+        // A replica that stays keeps its state (here, an ejection); a new one joins, a gone one
+        // leaves.
+        let second = up.backends()[1].clone();
+        for _ in 0..3 {
+            second.record_failure(3, Duration::from_secs(60));
+        }
+        up.apply_resolution(&[("replicas:8081", vec![addr(2), addr(4)])]);
+        assert_eq!(addrs(&up), [addr(2), addr(4)]);
+        assert!(Arc::ptr_eq(&up.backends()[0], &second));
+        assert!(
+            !up.backends()[0].is_available(Instant::now()),
+            "still ejected"
+        );
+
+        // A failed lookup keeps what the name had; a literal address stays itself.
+        let both = Upstreams::new(
+            vec!["replicas:8081".into(), "127.0.0.1:9000".into()],
+            Balance::RoundRobin,
+        );
+        let literal = SocketAddr::from(([127, 0, 0, 1], 9000));
+        both.apply_resolution(&[
+            ("replicas:8081", vec![addr(1), addr(2)]),
+            ("127.0.0.1:9000", vec![literal]),
+        ]);
+        both.apply_resolution(&[("replicas:8081", vec![]), ("127.0.0.1:9000", vec![literal])]);
+        assert_eq!(addrs(&both), [addr(1), addr(2), literal]);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
 pub(crate) struct NegotiateQuery {
     /// The negotiate protocol the client speaks; the hub answers with version 1 at most.
     #[param(minimum = 0)]
-    negotiate_version: Option<u32>,
+    negotiate_version: Option<i32>,
 }
 
 /// The transports a client may use: WebSockets with text (JSON) frames only.
@@ -48,7 +48,7 @@ pub(crate) struct Transport {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NegotiateResponse {
-    negotiate_version: u32,
+    negotiate_version: i32,
     connection_id: String,
     /// Present from negotiate version 1: the `id` the client passes when connecting.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +72,7 @@ pub(crate) struct NegotiateResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "How to connect", body = NegotiateResponse),
+        (status = 400, description = "A malformed `negotiateVersion`", body = crate::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token", body = crate::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -80,7 +81,14 @@ pub(crate) async fn negotiate(
     query: Result<Query<NegotiateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<NegotiateResponse>, ApiError> {
     let Query(query) = query.map_err(ApiError::from)?;
-    let version = query.negotiate_version.unwrap_or(0).min(1);
+    let version = match query.negotiate_version.unwrap_or(0) {
+        negative if negative < 0 => {
+            return Err(ApiError::BadRequest(
+                "negotiateVersion must be 0 or more (SignalR clients send 1)".into(),
+            ));
+        }
+        requested => requested.min(1),
+    };
     let connection_id = uuid::Uuid::new_v4().simple().to_string();
     Ok(Json(NegotiateResponse {
         negotiate_version: version,
