@@ -21,7 +21,7 @@ fn chromium() -> String {
 }
 
 fn artifacts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/browser")
+    crate::support::manifest_dir().join("artifacts/browser")
 }
 
 async fn expect(browser: &mut NodeScript, event: &str, within: Duration) -> Value {

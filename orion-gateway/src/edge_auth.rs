@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 pub(crate) enum Caller {
     Anonymous,
     /// A valid access token's subject.
-    User(String),
+    User(uuid::Uuid),
     /// A keyed hash of an API key (never the key itself).
     ApiKey(String),
 }
@@ -76,7 +76,7 @@ pub(crate) fn identify(
     });
     match token {
         Some(token) => match keys.verify(&token) {
-            Ok(claims) => Ok(Caller::User(claims.sub.to_string())),
+            Ok(claims) => Ok(Caller::User(claims.sub)),
             // A bad token on a public route is the API's business (it may ignore it).
             Err(_) if public => Ok(Caller::Anonymous),
             Err(_) => Err(Refusal::Invalid),

@@ -26,7 +26,9 @@ type Limiter<K> =
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     Ip(IpAddr),
-    Caller(String),
+    User(uuid::Uuid),
+    /// A keyed hash of an API key.
+    Integrator(String),
 }
 
 /// Reads the [`Key`] the gateway put in the request's extensions. The gateway consults the
@@ -54,6 +56,8 @@ impl tower_governor::key_extractor::KeyExtractor for KeyFromExtensions {
 struct Policy {
     name: &'static str,
     quota: RatePolicy,
+    /// The `RateLimit-Policy` value, the same on every answer.
+    header: HeaderValue,
     limiter: Arc<Limiter<Key>>,
 }
 
@@ -81,20 +85,17 @@ impl Policy {
             .finish()?
             .limiter()
             .clone();
+        let header = header_value(&format!(
+            "\"{name}\";q={};w={}",
+            quota.requests,
+            quota.period.as_secs()
+        ));
         Some(Policy {
             name,
             quota,
+            header,
             limiter,
         })
-    }
-
-    fn policy_header(&self) -> String {
-        format!(
-            "\"{}\";q={};w={}",
-            self.name,
-            self.quota.requests,
-            self.quota.period.as_secs()
-        )
     }
 }
 
@@ -136,10 +137,10 @@ impl RateLimits {
         let (policy, key) = match caller {
             _ if login => (&self.login, Key::Ip(client_ip)),
             Caller::Anonymous => (&self.anonymous, Key::Ip(client_ip)),
-            Caller::User(sub) => (&self.authenticated, Key::Caller(format!("user:{sub}"))),
-            Caller::ApiKey(hash) => (&self.authenticated, Key::Caller(format!("key:{hash}"))),
+            Caller::User(sub) => (&self.authenticated, Key::User(*sub)),
+            Caller::ApiKey(hash) => (&self.authenticated, Key::Integrator(hash.clone())),
         };
-        let policy_header = header_value(&policy.policy_header());
+        let policy_header = policy.header.clone();
         match policy.limiter.check_key(&key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -256,7 +257,7 @@ mod tests {
     fn users_are_counted_apart_from_their_ip() {
         let limits = RateLimits::new(policy(1, 60), policy(1, 60), policy(2, 60)).unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let user = Caller::User("u1".into());
+        let user = Caller::User(uuid::Uuid::now_v7());
         assert!(matches!(
             limits.check(&Caller::Anonymous, ip, false),
             Verdict::Allowed(_)

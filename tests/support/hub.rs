@@ -10,9 +10,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+/// This crate's directory: `cargo test` says where at run time; the path compiled in may be
+/// another checkout's when checkouts share a build directory.
+pub(crate) fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The JavaScript side of the tests, with its `node_modules` installed by `cargo xtask test`.
 pub(crate) fn js_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
+    let dir = manifest_dir().join("js");
     assert!(
         dir.join("node_modules/@microsoft/signalr").is_dir(),
         "the JavaScript test clients are not installed: run `cargo xtask test`, or \

@@ -12,5 +12,5 @@ pub(crate) use api::{
 };
 pub(crate) use app::{Running, database_url, signal};
 pub(crate) use gateway::spawn_gateway;
-pub(crate) use hub::{Connection, HubProbe, NodeScript};
+pub(crate) use hub::{Connection, HubProbe, NodeScript, manifest_dir};
 pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess};

@@ -1,6 +1,8 @@
 //! `cargo xtask bench-gateway`: the same load through orion-gateway and through nginx configured
 //! as an equal reverse proxy (HTTP/1.1 keep-alive to the same two API replicas), and straight to
-//! one replica, in one run.
+//! one replica, in one run: throughput at `concurrency` connections (where the proxies compete
+//! for the two cores with the replicas, the database and the load generator), then latency with
+//! one connection (what a proxy adds to a request when nothing waits).
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,6 +19,7 @@ pub(crate) fn bench_gateway(
     amqp_url: &str,
     concurrency: u16,
     seconds: u64,
+    latency_seconds: u64,
 ) -> Result<()> {
     services::ensure_postgres(database_url)?;
     services::ensure_rabbitmq(amqp_url)?;
@@ -103,17 +106,19 @@ pub(crate) fn bench_gateway(
     )?;
 
     let mut lines = Vec::new();
-    for scenario in ["inventory-item", "list-orders"] {
-        for (name, address) in [
-            ("direct (one replica)", &replicas[0]),
-            ("nginx", &nginx_address),
-            ("orion-gateway", &gateway_address),
-        ] {
-            step(&format!(
-                "{scenario} via {name}: {concurrency} connections, {seconds} s"
-            ));
-            let line = run_load(&bin, address, scenario, concurrency, seconds, None)?;
-            lines.push(format!("{scenario:>15} via {name:<21} {line}"));
+    for (connections, duration) in [(concurrency, seconds), (1, latency_seconds)] {
+        for scenario in ["inventory-item", "list-orders"] {
+            for (name, address) in [
+                ("direct (one replica)", &replicas[0]),
+                ("nginx", &nginx_address),
+                ("orion-gateway", &gateway_address),
+            ] {
+                step(&format!(
+                    "{scenario} via {name}: {connections} connections, {duration} s"
+                ));
+                let line = run_load(&bin, address, scenario, connections, duration, None)?;
+                lines.push(format!("{scenario:>15} via {name:<21} {line}"));
+            }
         }
     }
     let rss = gateway_rss(&gateway_address).unwrap_or_else(|| "unknown".to_owned());

@@ -56,6 +56,9 @@ enum Task {
         concurrency: u16,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Seconds of the one-connection pass that measures the latency a proxy adds.
+        #[arg(long, default_value_t = 5)]
+        latency_seconds: u64,
     },
     /// Measure the saga: orders per second with one and two workers, and POST-to-confirmed latency.
     BenchSaga {
@@ -89,9 +92,16 @@ fn main() {
         Task::BenchGateway {
             concurrency,
             seconds,
+            latency_seconds,
         } => {
             let urls = suite::Urls::from_env();
-            bench_gateway::bench_gateway(&urls.database, &urls.amqp, concurrency, seconds)
+            bench_gateway::bench_gateway(
+                &urls.database,
+                &urls.amqp,
+                concurrency,
+                seconds,
+                latency_seconds,
+            )
         }
         Task::BenchSaga {
             backlog_seconds,
