@@ -211,6 +211,8 @@ async fn the_hub_refuses_bad_tokens_and_closes_a_connection_when_its_token_expir
     let now = time::OffsetDateTime::now_utc();
     let customer = orion_auth::Role::Customer;
     let expired = token_with(JWT_SECRET, customer, now - time::Duration::hours(1), 60);
+    // REST tolerates 5 s of clock skew; the hub would close such a connection at once.
+    let just_expired = token_with(JWT_SECRET, customer, now - time::Duration::seconds(62), 60);
     let forged = token_with("another secret that is long enough!!", customer, now, 600);
     let unsigned = {
         use base64::Engine as _;
@@ -223,6 +225,7 @@ async fn the_hub_refuses_bad_tokens_and_closes_a_connection_when_its_token_expir
         for (what, token) in [
             ("no token", None),
             ("an expired token", Some(expired.as_str())),
+            ("a token expired seconds ago", Some(just_expired.as_str())),
             ("a forged token", Some(forged.as_str())),
             ("an unsigned token", Some(unsigned.as_str())),
         ] {

@@ -75,6 +75,8 @@ pub async fn run(
         )
         .spawn()
     });
+    // The backplane reports its state from its first moment: the recorder must be there.
+    metrics::handle();
     let backplane = hub::Backplane::spawn(
         state.hub.clone(),
         state.broker.clone(),
@@ -199,7 +201,8 @@ fn cors(origins: &[String]) -> CorsLayer {
     if origins.is_empty() {
         return CorsLayer::new();
     }
-    let allow = if origins.contains(&"*") {
+    let any = origins.contains(&"*");
+    let allow = if any {
         AllowOrigin::any()
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
@@ -212,7 +215,12 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-api-key"),
+            // What SignalR's JavaScript client sends with negotiate.
+            HeaderName::from_static("x-requested-with"),
+            HeaderName::from_static("x-signalr-user-agent"),
         ])
         .expose_headers([header::LOCATION, REQUEST_ID])
+        // SignalR's browser client negotiates with credentials; allowed for listed origins only.
+        .allow_credentials(!any)
         .max_age(Duration::from_secs(600))
 }

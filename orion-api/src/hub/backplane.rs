@@ -36,9 +36,16 @@ impl Backplane {
         Self { stop, task }
     }
 
-    pub(crate) async fn stop(self) {
+    /// Stops consuming; a broker that does not answer is given 5 s.
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("hub backplane did not stop within 5 s; abandoning it");
+            self.task.abort();
+        }
     }
 }
 
@@ -50,15 +57,20 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(250);
-    let mut subscribed_before = false;
+    // Until the first subscription succeeds, clients may connect and miss events too.
+    let mut tried_before = false;
     loop {
-        match subscribe(&broker, &topology, &queue).await {
+        let subscribed = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            subscribed = subscribe(&broker, &topology, &queue) => subscribed,
+        };
+        match subscribed {
             Ok((channel, deliveries)) => {
-                if subscribed_before {
+                if tried_before {
                     tracing::info!(%queue, "hub backplane back; asking clients to re-read");
                     hub.resync();
                 }
-                subscribed_before = true;
+                tried_before = true;
                 backoff = Duration::from_millis(250);
                 metrics::gauge!("hub_backplane_up").set(1.0);
                 tracing::info!(%queue, "hub backplane subscribed");
@@ -71,6 +83,7 @@ async fn run(
                 tracing::warn!(%queue, "hub backplane lost; resubscribing");
             }
             Err(error) => {
+                tried_before = true;
                 tracing::warn!(%queue, %error, "hub backplane cannot subscribe; retrying");
             }
         }

@@ -56,14 +56,18 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, caller: Caller) {
     let _open = hub.open_connection();
     let (mut sink, mut stream) = socket.split();
     let mut broadcast = hub.inner.broadcast.subscribe();
-    if hub.is_shutting_down() {
-        let _ = close(&mut sink, &hub, Some("the server is shutting down"), true).await;
-        return;
-    }
     let ending = match handshake(&hub, &mut sink, &mut stream).await {
         Err(ending) => ending,
         Ok(pending) => {
+            // Registered before the client hears the handshake answer, so an event committed
+            // after its `start()` resolves is never missed.
             let (_registration, messages, dropped) = hub.register(&caller);
+            if send(&mut sink, &hub, protocol::HANDSHAKE_OK.to_owned())
+                .await
+                .is_err()
+            {
+                return;
+            }
             tokio::select! {
                 ending = converse(&hub, &caller, &mut sink, &mut stream, &mut broadcast, messages, pending) => ending,
                 // Ends the conversation wherever it is waiting, even inside a blocked write.
@@ -78,8 +82,8 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, caller: Caller) {
     tracing::debug!(user = %caller.user, ending = ending.as_str(), "hub connection ended");
 }
 
-/// Reads the client's handshake and answers it. Returns the records that came after it in the
-/// same frame.
+/// Reads and checks the client's handshake, answering a refusal. Returns the records that came
+/// after it in the same frame.
 async fn handshake(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Result<Vec<String>, Ending> {
     let first = match timeout(hub.settings().handshake_timeout, next_text(stream)).await {
         Ok(Some(text)) => text,
@@ -102,14 +106,17 @@ async fn handshake(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Result<Ve
         }
     };
     let request = records.next().unwrap_or_default();
-    if let Err(error) = protocol::check_handshake(&request) {
+    let refusal = if hub.is_shutting_down() {
+        // A handshake error, not a close message: that is what a client waits for here.
+        Err("the server is shutting down; connect again".to_owned())
+    } else {
+        protocol::check_handshake(&request)
+    };
+    if let Err(error) = refusal {
         let _ = send(sink, hub, protocol::handshake_error(&error)).await;
-        let _ = sink.close().await;
+        let _ = timeout(Duration::from_secs(1), sink.close()).await;
         return Err(Ending::HandshakeFailed);
     }
-    send(sink, hub, protocol::HANDSHAKE_OK.to_owned())
-        .await
-        .map_err(|()| Ending::WriteFailed)?;
     Ok(records.collect())
 }
 
@@ -151,6 +158,8 @@ async fn converse(
     }
     loop {
         tokio::select! {
+            // Closing reasons first, so an expired token is not served one more batch.
+            biased;
             changed = broadcast.changed() => {
                 let state = *broadcast.borrow_and_update();
                 if changed.is_err() || state == Broadcast::ShuttingDown {

@@ -117,7 +117,12 @@ impl Drop for OpenConnection {
 }
 
 impl Hub {
-    pub fn new(settings: HubSettings) -> Self {
+    pub fn new(mut settings: HubSettings) -> Self {
+        // Zero would make a timer that never waits (or panics); the configuration refuses it.
+        let floor = Duration::from_millis(100);
+        settings.keep_alive = settings.keep_alive.max(floor);
+        settings.client_timeout = settings.client_timeout.max(floor);
+        settings.handshake_timeout = settings.handshake_timeout.max(floor);
         Self {
             inner: Arc::new(Inner {
                 settings,
@@ -133,7 +138,8 @@ impl Hub {
         &self.inner.settings
     }
 
-    fn is_shutting_down(&self) -> bool {
+    /// Whether the replica is shutting down: no new connections, readiness off.
+    pub(crate) fn is_shutting_down(&self) -> bool {
         *self.inner.broadcast.borrow() == Broadcast::ShuttingDown
     }
 

@@ -113,9 +113,15 @@ async fn connect(
              open a WebSocket here ({rejection})"
         ))
     })?;
+    if state.hub.is_shutting_down() {
+        return Err(ApiError::Unavailable(
+            "this replica is shutting down; connect again".into(),
+        ));
+    }
     let hub = state.hub.clone();
     Ok(upgrade
         .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
         .on_upgrade(move |socket| connection::serve(hub, socket, caller)))
 }
 
@@ -152,6 +158,12 @@ impl FromRequestParts<AppState> for HubCaller {
         let claims = state.keys.verify(&token)?;
         let expires_at = time::OffsetDateTime::from_unix_timestamp(claims.exp)
             .map_err(|_| ApiError::Unauthorized("the access token has no valid expiry".into()))?;
+        // REST allows a few seconds of clock skew; a connection would be closed at once.
+        if expires_at <= time::OffsetDateTime::now_utc() {
+            return Err(ApiError::Unauthorized(
+                "the access token has expired; sign in again".into(),
+            ));
+        }
         Ok(HubCaller(Caller {
             user: claims.sub,
             admin: claims.role == orion_auth::Role::Admin,

@@ -22,17 +22,23 @@ pub(crate) async fn live() -> Json<Health> {
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "A dependency is down", body = Health),
+        (status = 503, description = "A dependency is down, or the replica is shutting down", body = Health),
     ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let readiness = Readiness::check(&state.pool, &state.broker).await;
-    let status = if readiness.is_ready() {
+    // While shutting down, load balancers should send new clients elsewhere.
+    let draining = state.hub.is_shutting_down();
+    let status = if readiness.is_ready() && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = Health {
-        status: readiness.status().into(),
+        status: if draining {
+            "draining".into()
+        } else {
+            readiness.status().into()
+        },
         checks: Some(readiness.checks()),
     };
     (status, Json(body))
