@@ -28,14 +28,7 @@ pub(crate) fn bench_api(
             "pgbench is missing; it comes with PostgreSQL's client package (postgresql-client or postgresql-contrib)"
         );
     }
-    step("building orion-api and orion-load (release)");
-    workspace::run(
-        workspace::cargo()
-            .args(["build", "--release", "-p", "orion-api", "-p", "orion-load"])
-            .env("SQLX_OFFLINE", "true"),
-        "cargo build --release",
-    )?;
-    let bin = workspace::target_dir()?.join("release");
+    let bin = build_release(&["orion-api", "orion-load"])?;
 
     let database = fresh_database(database_url, "orion_bench")?;
     let address = free_address()?;
@@ -168,6 +161,18 @@ pub(crate) fn fresh_database(database_url: &str, name: &str) -> Result<url::Url>
 }
 
 /// Runs `orion-load` against `address` and returns its one-line report.
+/// Builds `packages` optimised and returns the folder their binaries are in.
+pub(crate) fn build_release(packages: &[&str]) -> Result<std::path::PathBuf> {
+    step(&format!("building {} (release)", packages.join(", ")));
+    let mut command = workspace::cargo();
+    command.args(["build", "--release"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    workspace::run(command.env("SQLX_OFFLINE", "true"), "cargo build --release")?;
+    workspace::target_dir().map(|dir| dir.join("release"))
+}
+
 pub(crate) fn run_load(
     bin: &Path,
     address: &str,

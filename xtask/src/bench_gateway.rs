@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bench::{free_address, fresh_database, run_load};
+use crate::bench::{build_release, free_address, fresh_database, run_load};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
 use crate::workspace;
@@ -27,23 +27,7 @@ pub(crate) fn bench_gateway(
         services::apt_install(&["nginx"], "nginx (the reference proxy)")?;
     }
     let nginx = services::find_program("nginx").context("nginx is not installed")?;
-    step("building orion-api, orion-gateway and orion-load (release)");
-    workspace::run(
-        workspace::cargo()
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "orion-api",
-                "-p",
-                "orion-gateway",
-                "-p",
-                "orion-load",
-            ])
-            .env("SQLX_OFFLINE", "true"),
-        "cargo build --release",
-    )?;
-    let bin = workspace::target_dir()?.join("release");
+    let bin = build_release(&["orion-api", "orion-gateway", "orion-load"])?;
     let database = fresh_database(database_url, "orion_bench_gateway")?;
 
     let mut supervisor = Supervisor::default();

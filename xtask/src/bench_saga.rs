@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::bench::{free_address, fresh_database, psql, psql_value, run_load};
+use crate::bench::{build_release, free_address, fresh_database, psql, psql_value, run_load};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
-use crate::workspace;
 
 pub(crate) struct SagaBench<'a> {
     pub(crate) database_url: &'a str,
@@ -31,23 +30,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
     services::ensure_rabbitmq(bench.amqp_url)?;
     let mut supervisor = Supervisor::default();
     services::ensure_mail_catcher(bench.smtp_url, crate::suite::MAIL_UI_PORT, &mut supervisor)?;
-    step("building orion-api, orion-worker and orion-load (release)");
-    workspace::run(
-        workspace::cargo()
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "orion-api",
-                "-p",
-                "orion-worker",
-                "-p",
-                "orion-load",
-            ])
-            .env("SQLX_OFFLINE", "true"),
-        "cargo build --release",
-    )?;
-    let bin = workspace::target_dir()?.join("release");
+    let bin = build_release(&["orion-api", "orion-worker", "orion-load"])?;
     let database = fresh_database(bench.database_url, "orion_bench_saga")?;
     let prefix = format!("bench-{}.", std::process::id());
     let env = |command: &mut Command| {

@@ -293,6 +293,14 @@ pub(crate) fn ensure_mail_catcher(
     Ok(true)
 }
 
+/// Node.js and npm, installed from the distribution's packages if either is missing.
+fn ensure_node(why: &str) -> Result<()> {
+    if find_program("npm").is_none() || find_program("node").is_none() {
+        apt_install(&["nodejs", "npm"], why)?;
+    }
+    Ok(())
+}
+
 /// The maildev binary, installed from npm into the workspace's `.tools/` on first use.
 fn install_maildev() -> Result<PathBuf> {
     let tools = workspace::root().join(".tools");
@@ -300,9 +308,7 @@ fn install_maildev() -> Result<PathBuf> {
     if binary.is_file() {
         return Ok(binary);
     }
-    if find_program("npm").is_none() {
-        apt_install(&["nodejs", "npm"], "Node.js (for the mail catcher)")?;
-    }
+    ensure_node("Node.js (for the mail catcher)")?;
     step(&format!("installing {MAILDEV} from npm into .tools/"));
     std::fs::create_dir_all(&tools).context("cannot create .tools/")?;
     workspace::run(
@@ -321,12 +327,7 @@ fn install_maildev() -> Result<PathBuf> {
 /// Installs the JavaScript test clients (`@microsoft/signalr`, `playwright-core`) from
 /// `tests/js/package-lock.json`, again whenever the lock file is newer than the installation.
 pub(crate) fn ensure_js_clients() -> Result<()> {
-    if find_program("npm").is_none() || find_program("node").is_none() {
-        apt_install(
-            &["nodejs", "npm"],
-            "Node.js (for the hub and browser tests)",
-        )?;
-    }
+    ensure_node("Node.js (for the hub and browser tests)")?;
     let dir = workspace::root().join("tests/js");
     let installed = dir.join("node_modules/.package-lock.json");
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();

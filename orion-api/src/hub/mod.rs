@@ -258,13 +258,4 @@ impl Hub {
             );
         }
     }
-
-    /// Connections currently subscribed.
-    pub fn subscriber_count(&self) -> usize {
-        self.inner
-            .subscribers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }

@@ -46,11 +46,16 @@ pub(crate) fn check_handshake(record: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The handshake answer refusing the client.
-pub(crate) fn handshake_error(error: &str) -> String {
-    let mut frame = serde_json::json!({ "error": error }).to_string();
+/// One message as it goes on the wire: its JSON and the record separator.
+fn record(message: &Value) -> String {
+    let mut frame = message.to_string();
     frame.push(RECORD_SEPARATOR);
     frame
+}
+
+/// The handshake answer refusing the client.
+pub(crate) fn handshake_error(error: &str) -> String {
+    record(&serde_json::json!({ "error": error }))
 }
 
 /// A message from a client after the handshake.
@@ -113,14 +118,11 @@ pub(crate) fn push_invocation(frame: &mut String, target: &str, sequence: u64, p
 
 /// The answer to an invocation the hub cannot serve.
 pub(crate) fn completion_error(invocation_id: &str, error: &str) -> String {
-    let mut frame = serde_json::json!({
+    record(&serde_json::json!({
         "type": 3,
         "invocationId": invocation_id,
         "error": error,
-    })
-    .to_string();
-    frame.push(RECORD_SEPARATOR);
-    frame
+    }))
 }
 
 /// The close message: `error` is shown to the client; `allow_reconnect` lets a client with
@@ -133,9 +135,7 @@ pub(crate) fn close(error: Option<&str>, allow_reconnect: bool) -> String {
     if allow_reconnect {
         message["allowReconnect"] = true.into();
     }
-    let mut frame = message.to_string();
-    frame.push(RECORD_SEPARATOR);
-    frame
+    record(&message)
 }
 
 #[cfg(test)]
