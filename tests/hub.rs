@@ -349,7 +349,7 @@ async fn the_handshake_is_checked_and_a_client_that_stops_reading_is_dropped_alo
         &options,
         &[
             "--hub-send-buffer",
-            "16",
+            "64",
             "--hub-client-timeout-seconds",
             "300",
         ],
@@ -417,8 +417,10 @@ async fn the_handshake_is_checked_and_a_client_that_stops_reading_is_dropped_alo
     .map(|_| ());
     assert!(
         all.is_ok(),
-        "the reading client got {} of {published}",
-        *received.borrow()
+        "the reading client got {} of {published} (its connection ended: {}; slow clients dropped: {})",
+        *received.borrow(),
+        reader.is_finished(),
+        dropped_slow_clients(&api).await,
     );
 
     // What the slow client finally reads ends well short of everything.
@@ -494,7 +496,11 @@ async fn publish_stock_updates(
             .basic_publish(
                 topology.events_exchange().as_str().into(),
                 "inventory.adjusted".into(),
-                lapin::options::BasicPublishOptions::default(),
+                // Mandatory: an event no queue takes comes back instead of vanishing.
+                lapin::options::BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 &envelope.to_bytes().unwrap(),
                 envelope.properties(),
             )
@@ -503,7 +509,12 @@ async fn publish_stock_updates(
         confirms.push(confirm);
     }
     for confirm in confirms {
-        confirm.await.unwrap();
+        let confirmation = confirm.await.unwrap();
+        assert!(confirmation.is_ack(), "{confirmation:?}");
+        assert!(
+            confirmation.take_message().is_none(),
+            "a stock update was returned: the replica's queue was not bound"
+        );
     }
 }
 

@@ -72,10 +72,10 @@ async fn run(
                 }
                 tried_before = true;
                 backoff = Duration::from_millis(250);
-                metrics::gauge!("hub_backplane_up").set(1.0);
+                hub.set_listening(true);
                 tracing::info!(%queue, "hub backplane subscribed");
                 let stop = consume(&hub, deliveries, &mut stopped).await;
-                metrics::gauge!("hub_backplane_up").set(0.0);
+                hub.set_listening(false);
                 if stop {
                     let _ = channel.close(200, "replica stopping".into()).await;
                     return;
@@ -159,5 +159,9 @@ async fn consume(
         {
             return false;
         }
+        // The broker hands over deliveries in bursts of up to the prefetch, and neither the
+        // stream nor the ack gives way to the scheduler: without this, a burst could fill the
+        // queues of clients that read perfectly well before their writers ever ran.
+        tokio::task::yield_now().await;
     }
 }

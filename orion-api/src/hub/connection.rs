@@ -110,7 +110,12 @@ async fn handshake(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Result<Ve
         // A handshake error, not a close message: that is what a client waits for here.
         Err("the server is shutting down; connect again".to_owned())
     } else {
-        protocol::check_handshake(&request)
+        match protocol::check_handshake(&request) {
+            Ok(()) if !hub.listening(hub.settings().handshake_timeout).await => Err(
+                "live updates are not available on this server right now; connect again".to_owned(),
+            ),
+            checked => checked,
+        }
     };
     if let Err(error) = refusal {
         let _ = send(sink, hub, protocol::handshake_error(&error)).await;

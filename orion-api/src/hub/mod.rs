@@ -61,6 +61,8 @@ struct Inner {
     broadcast: watch::Sender<Broadcast>,
     /// Connections whose task is still running, registered or not.
     open: watch::Sender<usize>,
+    /// Whether the backplane is subscribed: only then does every event reach this replica.
+    listening: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -130,6 +132,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 broadcast: watch::channel(Broadcast::Open).0,
                 open: watch::channel(0).0,
+                listening: watch::channel(false).0,
             }),
         }
     }
@@ -141,6 +144,21 @@ impl Hub {
     /// Whether the replica is shutting down: no new connections, readiness off.
     pub(crate) fn is_shutting_down(&self) -> bool {
         *self.inner.broadcast.borrow() == Broadcast::ShuttingDown
+    }
+
+    /// Set by the backplane as its subscription comes and goes.
+    pub(crate) fn set_listening(&self, listening: bool) {
+        self.inner.listening.send_replace(listening);
+        metrics::gauge!("hub_backplane_up").set(if listening { 1.0 } else { 0.0 });
+    }
+
+    /// Waits, at most `within`, until the backplane is subscribed. A client that registered
+    /// before would miss what is published until then, with nothing to tell it so.
+    async fn listening(&self, within: Duration) -> bool {
+        let mut listening = self.inner.listening.subscribe();
+        tokio::time::timeout(within, listening.wait_for(|up| *up))
+            .await
+            .is_ok_and(|up| up.is_ok())
     }
 
     fn open_connection(&self) -> OpenConnection {
