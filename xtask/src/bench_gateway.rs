@@ -89,19 +89,36 @@ pub(crate) fn bench_gateway(
         Duration::from_secs(30),
     )?;
 
+    let nginx_pid = supervisor.pid("nginx").context("nginx is not running")?;
+    let gateway_pid = supervisor
+        .pid("gateway")
+        .context("orion-gateway is not running")?;
     let mut lines = Vec::new();
     for (connections, duration) in [(concurrency, seconds), (1, latency_seconds)] {
         for scenario in ["inventory-item", "list-orders"] {
-            for (name, address) in [
-                ("direct (one replica)", &replicas[0]),
-                ("nginx", &nginx_address),
-                ("orion-gateway", &gateway_address),
+            for (name, address, proxy) in [
+                ("direct (one replica)", &replicas[0], None),
+                ("nginx", &nginx_address, Some(nginx_pid)),
+                ("orion-gateway", &gateway_address, Some(gateway_pid)),
             ] {
                 step(&format!(
                     "{scenario} via {name}: {connections} connections, {duration} s"
                 ));
-                let line = run_load(&bin, address, scenario, connections, duration, None)?;
-                lines.push(format!("{scenario:>15} via {name:<21} {line}"));
+                let cpu =
+                    proxy.map(|pid| CpuMeter::start(pid, Duration::from_secs(WARMUP_SECONDS)));
+                let line = run_load(
+                    &bin,
+                    address,
+                    scenario,
+                    connections,
+                    duration,
+                    Some(WARMUP_SECONDS),
+                )?;
+                let per_request = cpu
+                    .and_then(|meter| meter.per_request(ok_requests(&line)?))
+                    .map(|us| format!(" proxy_cpu_us_per_request={us:.1}"))
+                    .unwrap_or_default();
+                lines.push(format!("{scenario:>15} via {name:<21} {line}{per_request}"));
             }
         }
     }
@@ -129,4 +146,68 @@ fn gateway_rss(address: &str) -> Option<String> {
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .map(|l| l.trim_start_matches("VmRSS:").trim().to_owned())
+}
+
+/// The load generator's warm-up, not measured; the proxies' CPU time is read from its end.
+const WARMUP_SECONDS: u64 = 3;
+
+/// The CPU time a proxy spends during a measured run: user and system time of the process and
+/// its children (nginx's workers), read from /proc when the warm-up ends and when the run ends.
+/// On two shared cores every proxy cycle is taken from the replicas and the database, so this
+/// explains a throughput ratio better than the ratio itself, which moves with the machine.
+struct CpuMeter {
+    pid: u32,
+    at_warmup_end: std::thread::JoinHandle<Option<Duration>>,
+}
+
+impl CpuMeter {
+    fn start(pid: u32, warmup: Duration) -> CpuMeter {
+        let at_warmup_end = std::thread::spawn(move || {
+            std::thread::sleep(warmup);
+            process_tree_cpu(pid)
+        });
+        CpuMeter { pid, at_warmup_end }
+    }
+
+    /// Microseconds of proxy CPU per request answered in the measured window.
+    fn per_request(self, requests: u64) -> Option<f64> {
+        let start = self.at_warmup_end.join().ok()??;
+        let end = process_tree_cpu(self.pid)?;
+        (requests > 0).then(|| end.saturating_sub(start).as_secs_f64() * 1e6 / requests as f64)
+    }
+}
+
+/// User plus system time of `pid` and of its direct children.
+fn process_tree_cpu(pid: u32) -> Option<Duration> {
+    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let ticks: u64 = std::iter::once(pid.to_string())
+        .chain(children.split_whitespace().map(str::to_owned))
+        .filter_map(|p| process_ticks(&p))
+        .sum();
+    Some(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
+}
+
+/// utime + stime (fields 14 and 15 of /proc/<pid>/stat, counted after the command name, which
+/// may itself hold spaces and parentheses).
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// The `ok=` count of an orion-load report line.
+fn ok_requests(line: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("ok="))
+        .and_then(|n| n.parse().ok())
 }

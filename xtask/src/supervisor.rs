@@ -62,6 +62,14 @@ impl Supervisor {
         )
     }
 
+    /// The process id of the child called `name`.
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, child)| child.id())
+    }
+
     /// Fails if any child has exited.
     fn check_alive(&mut self) -> Result<()> {
         for (name, child) in &mut self.children {
