@@ -34,6 +34,11 @@ pub struct Config {
     #[arg(long, env = "ORION_TLS_DEV_DIR", default_value = ".orion/tls")]
     pub tls_dev_dir: PathBuf,
 
+    /// Serving threads, each with its own runtime and upstream connections; 0: one per core.
+    #[arg(long, env = "ORION_GATEWAY_WORKERS", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub workers: u16,
+
     /// The orion-api replicas: comma-separated `host:port` entries. A name that resolves to
     /// several addresses (a headless service) stands for all of them.
     #[arg(long, env = "ORION_UPSTREAMS", value_delimiter = ',',
@@ -139,6 +144,14 @@ pub struct Config {
 impl Config {
     pub(crate) fn ms(value: u64) -> Duration {
         Duration::from_millis(value)
+    }
+
+    /// The serving threads to start.
+    pub(crate) fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => usize::from(n),
+        }
     }
 }
 

@@ -6,6 +6,9 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use orion_auth::TokenKeys;
 use sha2::{Digest, Sha256};
 
+/// Verified access tokens remembered at most; a few megabytes when full.
+const VERIFIED_TOKENS: usize = 8_192;
+
 /// Who the caller is, as far as the gateway knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Caller {
@@ -55,43 +58,103 @@ pub(crate) fn is_login(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/api/auth/login" | "/api/auth/register")
 }
 
-/// The caller of a request, or why it is refused when the route is protected.
-pub(crate) fn identify(
-    keys: &TokenKeys,
-    key_salt: &[u8],
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Caller, Refusal> {
-    let path = uri.path();
-    let public = is_public(method, path);
-    if let Some(key) = api_key(headers) {
-        return Ok(Caller::ApiKey(keyed_hash(key_salt, key)));
-    }
-    let token = bearer(headers).or_else(|| {
-        // Browsers cannot set headers on a WebSocket; hubs accept the token in the query.
-        (path.starts_with("/hubs/"))
-            .then(|| query_param(uri, "access_token"))
-            .flatten()
-    });
-    match token {
-        Some(token) => match keys.verify(&token) {
-            Ok(claims) => Ok(Caller::User(claims.sub)),
-            // A bad token on a public route is the API's business (it may ignore it).
-            Err(_) if public => Ok(Caller::Anonymous),
-            Err(_) => Err(Refusal::Invalid),
-        },
-        None if public => Ok(Caller::Anonymous),
-        None => Err(Refusal::Missing),
+/// The edge's checks of who calls: access tokens with the API's rules, API keys hashed.
+///
+/// A verified token is remembered, by its exact bytes, with its subject and expiry: a client
+/// sends the same token with every request for up to its lifetime, and parsing it and checking
+/// its HMAC again each time would be most of what the gateway spends on an authenticated
+/// request. A remembered token is still refused from the moment it expires; the signature of
+/// those exact bytes cannot change.
+pub(crate) struct EdgeAuth {
+    keys: TokenKeys,
+    key_salt: [u8; 16],
+    verified: quick_cache::sync::Cache<Box<str>, Verified>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    sub: uuid::Uuid,
+    exp: i64,
+}
+
+impl std::fmt::Debug for EdgeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeAuth")
+            .field("verified", &self.verified.len())
+            .finish_non_exhaustive()
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+impl EdgeAuth {
+    pub(crate) fn new(keys: TokenKeys, key_salt: [u8; 16]) -> EdgeAuth {
+        EdgeAuth {
+            keys,
+            key_salt,
+            verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
+        }
+    }
+
+    /// The caller of a request, or why it is refused when the route is protected.
+    pub(crate) fn identify(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Caller, Refusal> {
+        let path = uri.path();
+        let public = is_public(method, path);
+        if let Some(key) = api_key(headers) {
+            return Ok(Caller::ApiKey(keyed_hash(&self.key_salt, key)));
+        }
+        let query_token;
+        let token = match bearer(headers) {
+            Some(token) => Some(token),
+            // Browsers cannot set headers on a WebSocket; hubs accept the token in the query.
+            None if path.starts_with("/hubs/") => {
+                query_token = query_param(uri, "access_token");
+                query_token.as_deref()
+            }
+            None => None,
+        };
+        match token {
+            Some(token) => match self.verify(token) {
+                Some(sub) => Ok(Caller::User(sub)),
+                // A bad token on a public route is the API's business (it may ignore it).
+                None if public => Ok(Caller::Anonymous),
+                None => Err(Refusal::Invalid),
+            },
+            None if public => Ok(Caller::Anonymous),
+            None => Err(Refusal::Missing),
+        }
+    }
+
+    /// The subject of a valid, unexpired token.
+    fn verify(&self, token: &str) -> Option<uuid::Uuid> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let leeway = i64::try_from(orion_auth::LEEWAY_SECONDS).unwrap_or(0);
+        if let Some(known) = self.verified.get(token) {
+            if now <= known.exp.saturating_add(leeway) {
+                return Some(known.sub);
+            }
+            self.verified.remove(token);
+            return None;
+        }
+        let claims = self.keys.verify(token).ok()?;
+        self.verified.insert(
+            token.into(),
+            Verified {
+                sub: claims.sub,
+                exp: claims.exp,
+            },
+        );
+        Some(claims.sub)
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn api_key(headers: &HeaderMap) -> Option<&str> {
@@ -168,6 +231,24 @@ mod tests {
 
     use super::*;
 
+    const SECRET: &[u8] = b"secret-secret-secret-secret-secret";
+
+    fn edge() -> EdgeAuth {
+        EdgeAuth::new(
+            TokenKeys::new(SECRET, time::Duration::minutes(5)),
+            *b"0123456789abcdef",
+        )
+    }
+
+    fn bearer_headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        headers
+    }
+
     #[test]
     fn public_and_protected_routes() {
         assert!(is_public(&Method::POST, "/api/auth/login"));
@@ -192,13 +273,9 @@ mod tests {
             redacted_query(&uri).as_deref(),
             Some("id=1&access_token=REDACTED")
         );
-        let keys = TokenKeys::new(
-            b"secret-secret-secret-secret-secret",
-            time::Duration::minutes(5),
-        );
         let api: Uri = "/api/orders?access_token=abc".parse().unwrap();
         assert_eq!(
-            identify(&keys, b"s", &Method::GET, &api, &HeaderMap::new()),
+            edge().identify(&Method::GET, &api, &HeaderMap::new()),
             Err(Refusal::Missing)
         );
     }
@@ -207,16 +284,64 @@ mod tests {
     fn api_keys_are_hashed() {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", "ork_abc_def".parse().unwrap());
-        let keys = TokenKeys::new(
-            b"secret-secret-secret-secret-secret",
-            time::Duration::minutes(5),
-        );
         let uri: Uri = "/api/orders".parse().unwrap();
-        let Ok(Caller::ApiKey(hash)) = identify(&keys, b"salt", &Method::GET, &uri, &headers)
-        else {
+        let Ok(Caller::ApiKey(hash)) = edge().identify(&Method::GET, &uri, &headers) else {
             panic!("an API key caller");
         };
         assert!(!hash.contains("ork_"));
         assert_eq!(hash.len(), 32);
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let edge = edge();
+        let orders: Uri = "/api/orders".parse().unwrap();
+        let user = uuid::Uuid::now_v7();
+        let fresh = TokenKeys::new(SECRET, time::Duration::minutes(5))
+            .issue(
+                user,
+                orion_auth::Role::Customer,
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let headers = bearer_headers(&fresh.token);
+        for _ in 0..2 {
+            assert_eq!(
+                edge.identify(&Method::GET, &orders, &headers),
+                Ok(Caller::User(user))
+            );
+        }
+        assert_eq!(edge.verified.len(), 1);
+
+        // The same bytes, remembered as expiring a minute ago: refused, and forgotten.
+        edge.verified.insert(
+            fresh.token.as_str().into(),
+            Verified {
+                sub: user,
+                exp: time::OffsetDateTime::now_utc().unix_timestamp() - 60,
+            },
+        );
+        assert_eq!(
+            edge.identify(&Method::GET, &orders, &headers),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(edge.verified.len(), 0);
+
+        // A token signed with another secret is never remembered.
+        let forged = TokenKeys::new(
+            b"another-secret-another-secret-xx",
+            time::Duration::minutes(5),
+        )
+        .issue(
+            user,
+            orion_auth::Role::Admin,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        assert_eq!(
+            edge.identify(&Method::GET, &orders, &bearer_headers(&forged.token)),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(edge.verified.len(), 0);
     }
 }

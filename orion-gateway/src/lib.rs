@@ -14,24 +14,21 @@ mod problem;
 mod proxy;
 mod tls;
 mod upstream;
+mod workers;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{Request, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Extension, Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::Service;
 
 pub use config::{Balance, Config, Network, RatePolicy};
 pub use proxy::Scheme;
@@ -116,31 +113,42 @@ pub async fn run_with(
     ));
 
     let app = router(gateway.clone());
+    let workers = workers::Workers::start(
+        config.worker_count(),
+        &app,
+        Config::ms(config.connect_timeout_ms),
+    )?;
     let stop_accepting = CancellationToken::new();
     let http_address = listeners.http.local_addr()?;
-    let http = {
-        let app = app.clone().layer(Extension(Scheme::Http));
-        let stop = stop_accepting.clone();
-        axum::serve(
-            listeners.http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-    };
-    let https = match (listeners.https, tls) {
-        (Some(listener), Some(tls)) => {
-            tracing::info!(address = %listener.local_addr()?, "orion-gateway serving HTTPS");
-            Some(tokio::spawn(serve_tls(
-                listener,
-                tls,
-                app.layer(Extension(Scheme::Https)),
-                stop_accepting.clone(),
-            )))
+    let (hand_tx, mut hand_rx) = tokio::sync::mpsc::unbounded_channel::<workers::Accepted>();
+    let mut accepting = vec![tokio::spawn(accept(
+        listeners.http,
+        None,
+        hand_tx.clone(),
+        stop_accepting.clone(),
+    ))];
+    if let (Some(listener), Some(tls)) = (listeners.https, tls) {
+        tracing::info!(address = %listener.local_addr()?, "orion-gateway serving HTTPS");
+        accepting.push(tokio::spawn(accept(
+            listener,
+            Some(tokio_rustls::TlsAcceptor::from(tls)),
+            hand_tx.clone(),
+            stop_accepting.clone(),
+        )));
+    }
+    drop(hand_tx);
+    tracing::info!(
+        address = %http_address,
+        upstreams = ?config.upstreams,
+        workers = config.worker_count(),
+        "orion-gateway listening"
+    );
+    let handing = tokio::spawn(async move {
+        while let Some(accepted) = hand_rx.recv().await {
+            workers.hand(accepted);
         }
-        _ => None,
-    };
-    tracing::info!(address = %http_address, upstreams = ?config.upstreams, "orion-gateway listening");
-    let http = tokio::spawn(async move { http.await });
+        workers
+    });
 
     shutdown.await;
     gateway.draining.store(true, Ordering::Relaxed);
@@ -150,12 +158,15 @@ pub async fn run_with(
     );
     tokio::time::sleep(Duration::from_secs(config.drain_delay_seconds)).await;
     stop_accepting.cancel();
+    for accept in accepting {
+        let _ = accept.await;
+    }
+    let Ok(mut workers) = handing.await else {
+        return Err(Error::Io(std::io::Error::other("the accept loop failed")));
+    };
     let deadline = Duration::from_secs(config.shutdown_timeout_seconds);
     let finished = tokio::time::timeout(deadline, async {
-        let _ = http.await;
-        if let Some(https) = https {
-            let _ = https.await;
-        }
+        workers.drain().await;
         // Live tunnels are told the gateway is going away.
         gateway.closing.cancel();
         gateway.tunnels.close();
@@ -166,6 +177,7 @@ pub async fn run_with(
         tracing::warn!("shutdown deadline reached; dropping what is left");
         gateway.closing.cancel();
     }
+    workers.finish(Duration::from_secs(5)).await;
     background.cancel();
     tracing::info!("orion-gateway stopped");
     Ok(())
@@ -226,50 +238,39 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     )
 }
 
-/// The HTTPS accept loop: TLS handshake, then HTTP/1.1 or HTTP/2 (by ALPN) with upgrades.
-async fn serve_tls(
+/// Takes connections off a listener and hands them to the serving threads, until `stop`.
+async fn accept(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    hand: tokio::sync::mpsc::UnboundedSender<workers::Accepted>,
     stop: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "HTTPS accept failed");
+                    // Out of file descriptors, usually: give the system a moment.
+                    tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let service =
-            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                let mut app = app.clone();
-                async move { app.call(request.map(Body::new)).await }
-            });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, %error, "HTTPS connection ended with an error");
+        match tcp.into_std() {
+            Ok(stream) => {
+                let accepted = workers::Accepted {
+                    stream,
+                    peer,
+                    tls: tls.clone(),
+                };
+                if hand.send(accepted).is_err() {
+                    return;
+                }
             }
-        });
+            Err(error) => tracing::warn!(%peer, %error, "cannot hand over a connection"),
+        }
     }
-    graceful.shutdown().await;
 }

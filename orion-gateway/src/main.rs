@@ -3,7 +3,13 @@
 use anyhow::Context;
 use clap::Parser;
 
-#[tokio::main]
+// Every proxied request allocates and frees headers and buffers; glibc's allocator was a tenth
+// of the gateway's CPU time under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// The serving threads run runtimes of their own; this one only accepts and checks replicas.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = orion_gateway::Config::parse();
     orion_telemetry::init("orion-gateway", config.common.log_format)?;

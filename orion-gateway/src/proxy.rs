@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::uri::PathAndQuery;
 use axum::http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version, header,
+    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header,
 };
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Network};
-use crate::edge_auth;
+use crate::edge_auth::{self, EdgeAuth};
 use crate::limits::{RateLimits, Verdict};
 use crate::problem::{problem, unauthorized};
 use crate::upstream::{Backend, InFlight, Upstreams};
@@ -35,18 +36,25 @@ const REPLAYABLE_BODY: usize = 64 * 1024;
 /// Attempts per request at most (the first and two retries).
 const MAX_ATTEMPTS: usize = 3;
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
+/// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1). Names made once:
+/// a name given as a string is parsed again at every use.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
 ];
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Identity headers only the gateway's own checks may assert; a client sending them is ignored.
 const INTERNAL_IDENTITY: [&str; 5] = [
@@ -77,9 +85,9 @@ impl Scheme {
 #[derive(Debug)]
 pub(crate) struct Gateway {
     pub(crate) upstreams: Arc<Upstreams>,
-    pub(crate) client: Client<HttpConnector, Body>,
-    keys: TokenKeys,
-    key_salt: [u8; 16],
+    /// For the gateway's own requests (health checks); each serving thread has its own.
+    pub(crate) client: UpstreamClient,
+    auth: EdgeAuth,
     pub(crate) limits: RateLimits,
     trusted: Vec<Network>,
     response_timeout: Duration,
@@ -95,22 +103,16 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// Everything set up from the configuration; refuses rate policies it cannot enforce.
     pub(crate) fn new(config: &Config) -> crate::Result<Gateway> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Config::ms(config.connect_timeout_ms)));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let client = upstream_client(Config::ms(config.connect_timeout_ms));
         let mut key_salt = [0u8; 16];
         fastrand::fill(&mut key_salt);
         Ok(Gateway {
             upstreams: Arc::new(Upstreams::new(config.upstreams.clone(), config.balance)),
             client,
-            keys: TokenKeys::new(config.jwt_secret.as_bytes(), time::Duration::minutes(15)),
-            key_salt,
+            auth: EdgeAuth::new(
+                TokenKeys::new(config.jwt_secret.as_bytes(), time::Duration::minutes(15)),
+                key_salt,
+            ),
             limits: RateLimits::new(
                 config.rate_login,
                 config.rate_anonymous,
@@ -134,6 +136,34 @@ impl Gateway {
     }
 }
 
+/// A pool of keep-alive connections to the replicas.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamClient(Client<HttpConnector, Body>);
+
+impl UpstreamClient {
+    pub(crate) fn request(
+        &self,
+        request: axum::http::Request<Body>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        self.0.request(request)
+    }
+}
+
+/// A client whose connections belong to the runtime it is first used on.
+pub(crate) fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    UpstreamClient(
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .build(connector),
+    )
+}
+
 /// What the access log and the metrics record of one request.
 struct Record {
     method: Method,
@@ -151,7 +181,7 @@ struct Record {
 impl Record {
     fn finish(&self, response: &mut Response<Body>, upstream: Option<Arc<Backend>>) {
         if let Ok(value) = HeaderValue::from_str(&self.request_id) {
-            response.headers_mut().insert("x-request-id", value);
+            response.headers_mut().insert(X_REQUEST_ID, value);
         }
         let status = response.status();
         let upstream = upstream.map_or(metrics::SharedString::const_str("none"), |u| {
@@ -228,9 +258,21 @@ pub(crate) async fn proxy(
         client_ip: client_ip(peer.ip(), request.headers(), &gateway.trusted, trusted_peer),
         started: Instant::now(),
     };
+    // The serving thread's own pool; the gateway's when served some other way.
+    let client = request
+        .extensions_mut()
+        .remove::<UpstreamClient>()
+        .unwrap_or_else(|| gateway.client.clone());
     metrics::gauge!("gateway_in_flight").increment(1.0);
-    let (mut response, upstream) =
-        forward(&gateway, &mut request, &record, scheme, trusted_peer).await;
+    let (mut response, upstream) = forward(
+        &gateway,
+        &client,
+        &mut request,
+        &record,
+        scheme,
+        trusted_peer,
+    )
+    .await;
     metrics::gauge!("gateway_in_flight").decrement(1.0);
     record.finish(&mut response, upstream);
     response
@@ -238,18 +280,16 @@ pub(crate) async fn proxy(
 
 async fn forward(
     gateway: &Arc<Gateway>,
+    client: &UpstreamClient,
     request: &mut Request,
     record: &Record,
     scheme: Scheme,
     trusted_peer: bool,
 ) -> (Response<Body>, Option<Arc<Backend>>) {
-    let caller = match edge_auth::identify(
-        &gateway.keys,
-        &gateway.key_salt,
-        request.method(),
-        request.uri(),
-        request.headers(),
-    ) {
+    let caller = match gateway
+        .auth
+        .identify(request.method(), request.uri(), request.headers())
+    {
         Ok(caller) => caller,
         Err(refusal) => {
             metrics::counter!("gateway_jwt_failures_total", "reason" => refusal.as_str())
@@ -275,10 +315,11 @@ async fn forward(
     let method = request.method().clone();
     let replayable_method =
         method.is_idempotent() || request.headers().contains_key("idempotency-key");
-    let path_and_query = request
+    let target = request
         .uri()
         .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let headers = upstream_headers(request.headers(), record, scheme, trusted_peer, websocket);
     let body = std::mem::take(request.body_mut());
     let mut payload = match body_length(request.headers(), &method) {
@@ -333,9 +374,7 @@ async fn forward(
                 Some(backend.clone()),
             );
         };
-        let uri = format!("http://{}{}", backend.addr, path_and_query)
-            .parse::<Uri>()
-            .unwrap_or_default();
+        let uri = backend.uri(&target);
         let mut outgoing = axum::http::Request::new(body);
         *outgoing.method_mut() = method.clone();
         *outgoing.uri_mut() = uri;
@@ -344,7 +383,7 @@ async fn forward(
         let in_flight = backend.start_request();
         let left = deadline.saturating_duration_since(Instant::now());
         let wait = gateway.response_timeout.min(left);
-        let outcome = tokio::time::timeout(wait, gateway.client.request(outgoing)).await;
+        let outcome = tokio::time::timeout(wait, client.request(outgoing)).await;
         let can_retry = |connect_failure: bool| {
             tried.len() < MAX_ATTEMPTS
                 && payload.is_replayable()
@@ -575,7 +614,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -605,36 +644,31 @@ fn upstream_headers(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    let forwarded_for = match incoming
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let forwarded_for = match incoming.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(chain) if trusted_peer => format!("{chain}, {}", record.peer),
         _ => record.peer.to_string(),
     };
-    insert(&mut headers, "x-forwarded-for", &forwarded_for);
+    insert(&mut headers, X_FORWARDED_FOR, &forwarded_for);
     let proto = incoming
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
+        .get(X_FORWARDED_PROTO)
         .filter(|_| trusted_peer)
-        .unwrap_or(scheme.as_str())
-        .to_owned();
-    insert(&mut headers, "x-forwarded-proto", &proto);
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(scheme.as_str()));
+    headers.insert(X_FORWARDED_PROTO, proto);
     let host = incoming
-        .get("x-forwarded-host")
+        .get(X_FORWARDED_HOST)
         .filter(|_| trusted_peer)
         .or_else(|| incoming.get(header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .cloned();
     if let Some(host) = host {
-        insert(&mut headers, "x-forwarded-host", &host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
-    insert(&mut headers, "x-request-id", &record.request_id);
-    insert(&mut headers, "traceparent", &traceparent(incoming));
+    insert(&mut headers, X_REQUEST_ID, &record.request_id);
+    insert(&mut headers, TRACEPARENT, &traceparent(incoming));
     headers
 }
 
-fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
@@ -643,7 +677,7 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 /// The caller's request id if it is a sane one, else a new one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| {
             !id.is_empty()
@@ -663,7 +697,7 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Network], trusted_pee
         return peer;
     }
     let chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -682,7 +716,7 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Network], trusted_pee
 fn traceparent(headers: &HeaderMap) -> String {
     let span = format!("{:016x}", fastrand::u64(1..));
     let incoming = headers
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(|value| {
             let parts: Vec<&str> = value.trim().split('-').collect();

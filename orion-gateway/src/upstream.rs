@@ -17,6 +17,8 @@ pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
     /// The address as metrics and logs show it, made once.
     pub(crate) label: Arc<str>,
+    /// The address as a URI authority, made once.
+    authority: Option<axum::http::uri::Authority>,
     outstanding: AtomicUsize,
     /// The active checks' verdict.
     healthy: AtomicBool,
@@ -39,10 +41,20 @@ impl Backend {
         Backend {
             addr,
             label: addr.to_string().into(),
+            authority: axum::http::uri::Authority::try_from(addr.to_string().as_str()).ok(),
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The replica's URI for a request target.
+    pub(crate) fn uri(&self, target: &axum::http::uri::PathAndQuery) -> axum::http::Uri {
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(axum::http::uri::Scheme::HTTP);
+        parts.authority = self.authority.clone();
+        parts.path_and_query = Some(target.clone());
+        axum::http::Uri::from_parts(parts).unwrap_or_default()
     }
 
     pub(crate) fn outstanding(&self) -> usize {

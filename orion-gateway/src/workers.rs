@@ -1,0 +1,235 @@
+//! Serving threads. Each runs its own single-threaded runtime with its own pool of connections
+//! to the replicas, and serves the client connections the accept loop hands it from their first
+//! byte to their last: the task that reads a client's request, the one that writes it to the
+//! replica and the one that reads the answer wake each other on one core, with no work stealing
+//! and no wake-up sent across threads. nginx's worker processes and Envoy's worker threads are
+//! built the same way. State every request needs (replica health, rate limits, verified tokens)
+//! stays shared.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use crate::proxy::{Scheme, upstream_client};
+
+/// How long a client has to complete its TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// A client connection, taken off the listener, for a worker to serve.
+pub(crate) struct Accepted {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The serving threads.
+pub(crate) struct Workers {
+    workers: Vec<Worker>,
+    /// Stop taking connections; let those open finish their requests and close.
+    stop: CancellationToken,
+    /// Connections and tunnels are done: the runtimes may end.
+    finish: CancellationToken,
+}
+
+struct Worker {
+    queue: mpsc::UnboundedSender<Accepted>,
+    open: Arc<AtomicUsize>,
+    drained: Option<oneshot::Receiver<()>>,
+    exited: Option<oneshot::Receiver<()>>,
+}
+
+impl Workers {
+    /// Starts `count` threads serving `app`, each with its own upstream client.
+    pub(crate) fn start(
+        count: usize,
+        app: &Router,
+        connect_timeout: Duration,
+    ) -> crate::Result<Workers> {
+        let stop = CancellationToken::new();
+        let finish = CancellationToken::new();
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count.max(1) {
+            let (queue, accepted) = mpsc::unbounded_channel();
+            let (drained_tx, drained) = oneshot::channel();
+            let (exited_tx, exited) = oneshot::channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let serving = Serving {
+                app: app.clone(),
+                connect_timeout,
+                open: open.clone(),
+                stop: stop.clone(),
+                finish: finish.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("gateway-worker-{index}"))
+                .spawn(move || {
+                    runtime.block_on(serving.run(accepted, drained_tx));
+                    drop(runtime);
+                    let _ = exited_tx.send(());
+                })?;
+            workers.push(Worker {
+                queue,
+                open,
+                drained: Some(drained),
+                exited: Some(exited),
+            });
+        }
+        Ok(Workers {
+            workers,
+            stop,
+            finish,
+        })
+    }
+
+    /// Hands a connection to the worker serving the fewest.
+    pub(crate) fn hand(&self, mut accepted: Accepted) {
+        let mut order: Vec<&Worker> = self.workers.iter().collect();
+        order.sort_by_key(|w| w.open.load(Ordering::Relaxed));
+        for worker in order {
+            match worker.queue.send(accepted) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => accepted = back,
+            }
+        }
+        tracing::error!(peer = %accepted.peer, "no serving thread is left; closing the connection");
+    }
+
+    /// Stops taking connections and waits until every worker's connections have ended (their
+    /// requests answered; upgraded ones live on as tunnels).
+    pub(crate) async fn drain(&mut self) {
+        self.stop.cancel();
+        for worker in &mut self.workers {
+            if let Some(drained) = worker.drained.take() {
+                let _ = drained.await;
+            }
+        }
+    }
+
+    /// Ends the runtimes (whatever still runs on them is dropped) and waits for the threads,
+    /// at most `deadline`.
+    pub(crate) async fn finish(&mut self, deadline: Duration) {
+        self.stop.cancel();
+        self.finish.cancel();
+        let exits = self.workers.iter_mut().filter_map(|w| w.exited.take());
+        if tokio::time::timeout(deadline, futures_util::future::join_all(exits))
+            .await
+            .is_err()
+        {
+            tracing::warn!("serving threads did not end in time");
+        }
+    }
+}
+
+/// What one serving thread runs.
+struct Serving {
+    app: Router,
+    connect_timeout: Duration,
+    open: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    finish: CancellationToken,
+}
+
+impl Serving {
+    async fn run(
+        self,
+        mut accepted: mpsc::UnboundedReceiver<Accepted>,
+        drained: oneshot::Sender<()>,
+    ) {
+        // Made here, so that its pooled connections are this runtime's.
+        let client = upstream_client(self.connect_timeout);
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let connection = tokio::select! {
+                () = self.stop.cancelled() => break,
+                next = accepted.recv() => match next {
+                    Some(connection) => connection,
+                    None => break,
+                },
+            };
+            let Accepted { stream, peer, tls } = connection;
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "cannot serve an accepted connection");
+                    continue;
+                }
+            };
+            let scheme = if tls.is_some() {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            };
+            let app = self.app.clone();
+            let client = client.clone();
+            let service =
+                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    let extensions = request.extensions_mut();
+                    extensions.insert(ConnectInfo(peer));
+                    extensions.insert(scheme);
+                    extensions.insert(client.clone());
+                    let mut app = app.clone();
+                    async move { app.call(request.map(Body::new)).await }
+                });
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let open = OpenConnection::new(&self.open);
+            tokio::spawn(async move {
+                let _open = open;
+                let served = match tls {
+                    None => {
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await
+                        else {
+                            return;
+                        };
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                };
+                if let Err(error) = served {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+        }
+        graceful.shutdown().await;
+        let _ = drained.send(());
+        // Tunnels spawned on this runtime live until the gateway has closed them.
+        self.finish.cancelled().await;
+    }
+}
+
+/// Counts a worker's open connections while alive.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> OpenConnection {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
