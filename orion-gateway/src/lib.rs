@@ -88,6 +88,8 @@ pub async fn run_with(
         Some(_) => Some(tls::server_config(&config)?),
         None => None,
     };
+    // The recorder first: metric handles taken before it exists would record nothing.
+    orion_telemetry::metrics::handle();
     let gateway = Arc::new(Gateway::new(&config)?);
     gateway.upstreams.resolve().await;
     let background = CancellationToken::new();
@@ -115,6 +117,7 @@ pub async fn run_with(
     let app = router(gateway.clone());
     let workers = workers::Workers::start(
         config.worker_count(),
+        &gateway,
         &app,
         Config::ms(config.connect_timeout_ms),
     )?;

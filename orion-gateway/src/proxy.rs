@@ -98,6 +98,8 @@ pub(crate) struct Gateway {
     pub(crate) tunnels: TaskTracker,
     pub(crate) closing: CancellationToken,
     pub(crate) draining: AtomicBool,
+    /// Looked up once rather than in the registry twice per request.
+    in_flight: metrics::Gauge,
 }
 
 impl Gateway {
@@ -128,6 +130,7 @@ impl Gateway {
             tunnels: TaskTracker::new(),
             closing: CancellationToken::new(),
             draining: AtomicBool::new(false),
+            in_flight: metrics::gauge!("gateway_in_flight"),
         })
     }
 
@@ -136,9 +139,10 @@ impl Gateway {
     }
 }
 
-/// A pool of keep-alive connections to the replicas.
+/// A pool of keep-alive connections to the replicas. Shared by reference count: it goes into
+/// every request's extensions, and the client itself is several counted references.
 #[derive(Debug, Clone)]
-pub(crate) struct UpstreamClient(Client<HttpConnector, Body>);
+pub(crate) struct UpstreamClient(Arc<Client<HttpConnector, Body>>);
 
 impl UpstreamClient {
     pub(crate) fn request(
@@ -155,13 +159,13 @@ pub(crate) fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_keepalive(Some(Duration::from_secs(60)));
-    UpstreamClient(
+    UpstreamClient(Arc::new(
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .pool_timer(TokioTimer::new())
             .build(connector),
-    )
+    ))
 }
 
 /// What the access log and the metrics record of one request.
@@ -236,7 +240,13 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
     metrics::SharedString::const_str(known)
 }
 
-/// The fallback handler: every request that is not the gateway's own.
+/// The gateway's own endpoints; the serving threads send everything else straight to
+/// [`serve`], without the router.
+pub(crate) fn is_own_endpoint(path: &str) -> bool {
+    matches!(path, "/health/live" | "/health/ready" | "/metrics")
+}
+
+/// The router's fallback: every request that is not the gateway's own.
 pub(crate) async fn proxy(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -247,6 +257,21 @@ pub(crate) async fn proxy(
         .get::<Scheme>()
         .copied()
         .unwrap_or(Scheme::Http);
+    let client = request
+        .extensions_mut()
+        .remove::<UpstreamClient>()
+        .unwrap_or_else(|| gateway.client.clone());
+    serve(&gateway, peer, scheme, &client, request).await
+}
+
+/// One proxied request, from the client's request to the answer on its way back.
+pub(crate) async fn serve(
+    gateway: &Arc<Gateway>,
+    peer: SocketAddr,
+    scheme: Scheme,
+    client: &UpstreamClient,
+    mut request: Request,
+) -> Response<Body> {
     let trusted_peer = gateway.trusted.iter().any(|n| n.contains(peer.ip()));
     let record = Record {
         method: request.method().clone(),
@@ -258,22 +283,10 @@ pub(crate) async fn proxy(
         client_ip: client_ip(peer.ip(), request.headers(), &gateway.trusted, trusted_peer),
         started: Instant::now(),
     };
-    // The serving thread's own pool; the gateway's when served some other way.
-    let client = request
-        .extensions_mut()
-        .remove::<UpstreamClient>()
-        .unwrap_or_else(|| gateway.client.clone());
-    metrics::gauge!("gateway_in_flight").increment(1.0);
-    let (mut response, upstream) = forward(
-        &gateway,
-        &client,
-        &mut request,
-        &record,
-        scheme,
-        trusted_peer,
-    )
-    .await;
-    metrics::gauge!("gateway_in_flight").decrement(1.0);
+    gateway.in_flight.increment(1.0);
+    let (mut response, upstream) =
+        forward(gateway, client, &mut request, &record, scheme, trusted_peer).await;
+    gateway.in_flight.decrement(1.0);
     record.finish(&mut response, upstream);
     response
 }

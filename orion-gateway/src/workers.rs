@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::proxy::{Scheme, upstream_client};
+use crate::proxy::{self, Gateway, Scheme, is_own_endpoint, upstream_client};
 
 /// How long a client has to complete its TLS handshake.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
@@ -52,6 +52,7 @@ impl Workers {
     /// Starts `count` threads serving `app`, each with its own upstream client.
     pub(crate) fn start(
         count: usize,
+        gateway: &Arc<Gateway>,
         app: &Router,
         connect_timeout: Duration,
     ) -> crate::Result<Workers> {
@@ -67,6 +68,7 @@ impl Workers {
                 .enable_all()
                 .build()?;
             let serving = Serving {
+                gateway: gateway.clone(),
                 app: app.clone(),
                 connect_timeout,
                 open: open.clone(),
@@ -135,6 +137,7 @@ impl Workers {
 
 /// What one serving thread runs.
 struct Serving {
+    gateway: Arc<Gateway>,
     app: Router,
     connect_timeout: Duration,
     open: Arc<AtomicUsize>,
@@ -173,16 +176,24 @@ impl Serving {
             } else {
                 Scheme::Http
             };
+            let gateway = self.gateway.clone();
             let app = self.app.clone();
             let client = client.clone();
             let service =
-                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                    let extensions = request.extensions_mut();
-                    extensions.insert(ConnectInfo(peer));
-                    extensions.insert(scheme);
-                    extensions.insert(client.clone());
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let mut request = request.map(Body::new);
+                    let gateway = gateway.clone();
+                    let client = client.clone();
                     let mut app = app.clone();
-                    async move { app.call(request.map(Body::new)).await }
+                    async move {
+                        if !is_own_endpoint(request.uri().path()) {
+                            return Ok(proxy::serve(&gateway, peer, scheme, &client, request).await);
+                        }
+                        let extensions = request.extensions_mut();
+                        extensions.insert(ConnectInfo(peer));
+                        extensions.insert(scheme);
+                        app.call(request).await
+                    }
                 });
             let builder = builder.clone();
             let watcher = graceful.watcher();
