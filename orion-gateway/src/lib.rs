@@ -2,9 +2,10 @@
 //! HTTPS when configured) in front of the orion-api replicas, until the caller's shutdown future
 //! completes; then it drains.
 //!
-//! Per request: the gateway's own endpoints (`/health/*`, `/metrics`) answer directly; everything
-//! else is authenticated at the edge where the route needs it, rate limited, and proxied to a
-//! healthy replica chosen by the configured balancing, with retries where they are safe.
+//! Per request: the gateway's own endpoints (`/health/live`, `/health/ready`, `/metrics`) answer
+//! directly; everything else is authenticated at the edge where the route needs it, rate limited,
+//! and proxied to a healthy replica chosen by the configured balancing, with retries where they
+//! are safe.
 
 mod config;
 mod edge_auth;
@@ -115,8 +116,9 @@ pub async fn run_with(
     ));
 
     let app = router(gateway.clone());
+    let worker_count = config.worker_count();
     let workers = workers::Workers::start(
-        config.worker_count(),
+        worker_count,
         &gateway,
         &app,
         Config::ms(config.connect_timeout_ms),
@@ -143,7 +145,7 @@ pub async fn run_with(
     tracing::info!(
         address = %http_address,
         upstreams = ?config.upstreams,
-        workers = config.worker_count(),
+        workers = worker_count,
         "orion-gateway listening"
     );
     let handing = tokio::spawn(async move {
@@ -209,8 +211,13 @@ fn router(gateway: Arc<Gateway>) -> Router {
                 }
             }),
         )
-        .fallback(proxy::proxy)
         .with_state(gateway)
+}
+
+/// The paths `router` answers. The serving threads send everything else straight to the proxy,
+/// without the router; the two lists must agree.
+pub(crate) fn is_own_endpoint(path: &str) -> bool {
+    matches!(path, "/health/live" | "/health/ready" | "/metrics")
 }
 
 /// Ready while not draining and at least one replica is available.
@@ -274,6 +281,40 @@ async fn accept(
                 }
             }
             Err(error) => tracing::warn!(%peer, %error, "cannot hand over a connection"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// The serving threads trust `is_own_endpoint` to say which paths the router answers.
+    #[tokio::test]
+    async fn the_router_answers_exactly_the_own_endpoints() {
+        let config = Config::parse_from(["orion-gateway", "--upstreams", "127.0.0.1:9"]);
+        let app = router(Arc::new(Gateway::new(&config).unwrap()));
+        for path in [
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+            "/health/other",
+            "/api/orders",
+        ] {
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            let status = app.clone().oneshot(request).await.unwrap().status();
+            assert_eq!(
+                status != StatusCode::NOT_FOUND,
+                is_own_endpoint(path),
+                "{path}: {status}"
+            );
         }
     }
 }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::uri::PathAndQuery;
 use axum::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header,
@@ -238,30 +238,6 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
         other => return metrics::SharedString::from_owned(other.to_string()),
     };
     metrics::SharedString::const_str(known)
-}
-
-/// The gateway's own endpoints; the serving threads send everything else straight to
-/// [`serve`], without the router.
-pub(crate) fn is_own_endpoint(path: &str) -> bool {
-    matches!(path, "/health/live" | "/health/ready" | "/metrics")
-}
-
-/// The router's fallback: every request that is not the gateway's own.
-pub(crate) async fn proxy(
-    State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
-) -> Response<Body> {
-    let scheme = request
-        .extensions()
-        .get::<Scheme>()
-        .copied()
-        .unwrap_or(Scheme::Http);
-    let client = request
-        .extensions_mut()
-        .remove::<UpstreamClient>()
-        .unwrap_or_else(|| gateway.client.clone());
-    serve(&gateway, peer, scheme, &client, request).await
 }
 
 /// One proxied request, from the client's request to the answer on its way back.

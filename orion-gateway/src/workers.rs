@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::proxy::{self, Gateway, Scheme, is_own_endpoint, upstream_client};
+use crate::is_own_endpoint;
+use crate::proxy::{self, Gateway, Scheme, upstream_client};
 
 /// How long a client has to complete its TLS handshake.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
@@ -181,18 +181,15 @@ impl Serving {
             let client = client.clone();
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let mut request = request.map(Body::new);
+                    let request = request.map(Body::new);
                     let gateway = gateway.clone();
                     let client = client.clone();
                     let mut app = app.clone();
                     async move {
-                        if !is_own_endpoint(request.uri().path()) {
-                            return Ok(proxy::serve(&gateway, peer, scheme, &client, request).await);
+                        if is_own_endpoint(request.uri().path()) {
+                            return app.call(request).await;
                         }
-                        let extensions = request.extensions_mut();
-                        extensions.insert(ConnectInfo(peer));
-                        extensions.insert(scheme);
-                        app.call(request).await
+                        Ok(proxy::serve(&gateway, peer, scheme, &client, request).await)
                     }
                 });
             let builder = builder.clone();
