@@ -415,3 +415,173 @@ async fn a_broker_restart_during_a_stream_of_orders_loses_nothing(
     worker.stop().await;
     api.stop().await;
 }
+
+/// Places `n` orders of one unit each from a background task, as a client that keeps its promise
+/// does: each order has its own `Idempotency-Key`, and a `503` (or no answer at all) is retried
+/// with the same key after the `Retry-After` the API gave. Any other answer fails the test; a
+/// `500` above all. Returns the ids and how many `503`s were answered.
+fn stream_of_retrying_orders(
+    api: &TestApi,
+    customer: &Customer,
+    n: usize,
+) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
+    let client = api.client.clone();
+    let url = api.url("/api/orders");
+    let token = customer.token.clone();
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut unavailable = 0;
+        for i in 0..n {
+            let sku = ["SKU-7", "SKU-8", "SKU-9"][i % 3];
+            let key = format!("outage-order-{i}-{}", uuid::Uuid::new_v4());
+            let order = loop {
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("idempotency-key", &key)
+                    .json(&json!({"items": [{"sku": sku, "quantity": 1}]}))
+                    .send()
+                    .await;
+                let response = match sent {
+                    Ok(response) => response,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                match response.status().as_u16() {
+                    202 | 200 => break response.json::<Value>().await.unwrap(),
+                    503 => {
+                        unavailable += 1;
+                        let wait: u64 = response
+                            .headers()
+                            .get("retry-after")
+                            .expect("a 503 says when to retry")
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        assert!(wait > 0, "Retry-After: {wait}");
+                        let problem: Value = response.json().await.unwrap();
+                        assert_eq!(problem["status"], 503, "{problem}");
+                        // Sooner than asked, to keep the test short; the key makes it safe.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    status => panic!(
+                        "placing an order during an outage answered {status}: {}",
+                        response.text().await.unwrap_or_default()
+                    ),
+                }
+            };
+            ids.push(order["id"].as_str().unwrap().to_owned());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (ids, unavailable)
+    })
+}
+
+/// Stops the local PostgreSQL cluster, and starts it again when dropped (also when the test
+/// fails), so the rest of the suite finds it up.
+struct DatabaseOutage {
+    cluster: (String, String),
+}
+
+impl DatabaseOutage {
+    fn begin() -> DatabaseOutage {
+        let listing = std::process::Command::new("pg_lsclusters")
+            .arg("--no-header")
+            .output()
+            .expect("pg_lsclusters runs");
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let mut fields = listing
+            .lines()
+            .find(|line| line.contains("5432"))
+            .expect("a cluster on port 5432")
+            .split_whitespace();
+        let cluster = (
+            fields.next().unwrap().to_owned(),
+            fields.next().unwrap().to_owned(),
+        );
+        let outage = DatabaseOutage { cluster };
+        outage.ctl("stop");
+        outage
+    }
+
+    fn ctl(&self, action: &str) {
+        let mut command = std::process::Command::new("pg_ctlcluster");
+        command.args([
+            "--skip-systemctl-redirect",
+            &self.cluster.0,
+            &self.cluster.1,
+            action,
+        ]);
+        if action == "stop" {
+            // Connections are cut at once, as a crash or a failover does.
+            command.args(["--", "-m", "fast"]);
+        }
+        let status = command.status().expect("pg_ctlcluster runs");
+        assert!(status.success(), "pg_ctlcluster {action}");
+    }
+}
+
+impl Drop for DatabaseOutage {
+    fn drop(&mut self) {
+        self.ctl("start");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+#[ignore = "stops the shared PostgreSQL; `cargo xtask test` runs it alone after the other tests"]
+async fn a_database_outage_delays_orders_and_emails_but_fails_and_parks_nothing(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let customer = api.register_customer().await;
+    // Short step deadlines: under the old rules the outage alone would have failed orders. A
+    // slow provider keeps payments between their two transactions when the database goes.
+    let flags = [
+        "--payment-latency-ms",
+        "300",
+        "--payment-timeout-seconds",
+        "3",
+        "--reserve-timeout-seconds",
+        "3",
+    ];
+    let worker = WorkerProcess::spawn(&api, &flags).await;
+    let stream = stream_of_retrying_orders(&api, &customer, 45);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Longer than the pool's acquire timeout and every handler's retry path, shorter than the test.
+    let outage = DatabaseOutage::begin();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    drop(outage);
+    let (ids, unavailable) = stream.await.unwrap();
+    assert!(unavailable > 0, "the outage was seen by the clients");
+
+    // Every order for an item in stock is confirmed: none failed for the time the system was down.
+    for id in &ids {
+        let order = api
+            .wait_for_status(&customer.token, id, &["confirmed", "failed"])
+            .await;
+        assert_eq!(order["status"], "confirmed", "{order}");
+    }
+    assert_all_settled(&api, &customer, &ids).await;
+    let pool = api.pool().await;
+    let sent: i64 =
+        sqlx::query_scalar("select count(*) from email_deliveries where status = 'sent'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        sent,
+        i64::try_from(ids.len() * 2).unwrap(),
+        "every email sent, none failed"
+    );
+    let parked: i64 = sqlx::query_scalar("select count(*) from dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0, "an outage parks nothing");
+    worker.terminate().await;
+    api.stop().await;
+}

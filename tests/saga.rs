@@ -406,20 +406,35 @@ async fn cancelling_at_each_cancellable_status_releases_stock_and_voids_payment(
     api.stop().await;
 }
 
+/// The saga's transitions of an order, as event names.
+async fn transitions(api: &TestApi, customer: &Customer, id: &str) -> Vec<String> {
+    let timeline = api
+        .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
+        .await;
+    timeline["saga"]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[sqlx::test(migrations = false)]
-async fn a_step_past_its_deadline_fails_with_timeout_and_compensates(
+async fn a_provider_that_never_answers_fails_the_order_with_timeout_and_compensates(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
     let api = TestApi::spawn(&options).await;
-    // The provider answers after 2.5 s; the payment step may take 1 s.
+    // Every authorization call goes unanswered; the sweeper resumes the step twice, then it fails.
     let worker = TestWorker::spawn(
         &api,
         &[
-            "--payment-latency-ms",
-            "2500",
+            "--payment-fault",
+            "unavailable",
             "--payment-timeout-seconds",
             "1",
+            "--payment-attempts",
+            "3",
         ],
     )
     .await;
@@ -436,14 +451,11 @@ async fn a_step_past_its_deadline_fails_with_timeout_and_compensates(
     let order = api.wait_for_status(&customer.token, &id, &["failed"]).await;
     assert_eq!(order["failure_reason"], "timeout");
     assert_eq!(stock(&api, "SKU-4").await, before, "released on timeout");
-    // The authorization that arrives after the timeout is voided at once.
-    for _ in 0..60 {
-        if payment_status(&pool, &id).await.as_deref() == Some("voided") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(payment_status(&pool, &id).await.as_deref(), Some("voided"));
+    assert_eq!(
+        payment_status(&pool, &id).await,
+        None,
+        "the provider never held anything"
+    );
     let email = Mailbox::new()
         .wait_for(&customer.email, "could not complete")
         .await;
@@ -453,19 +465,74 @@ async fn a_step_past_its_deadline_fails_with_timeout_and_compensates(
             .unwrap()
             .contains("could not be processed in time")
     );
-    let timeline = api
-        .get_json(&format!("/api/orders/{id}/timeline"), &customer.token)
-        .await;
-    let events: Vec<&str> = timeline["saga"]["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["event"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        events,
-        ["stock_reserved", "deadline_checked", "payment_authorized"]
+        transitions(&api, &customer, &id).await,
+        [
+            "stock_reserved",
+            "payment_unanswered",
+            "deadline_checked",
+            "payment_unanswered",
+            "deadline_checked",
+            "payment_unanswered"
+        ]
     );
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_authorization_whose_answer_is_lost_is_found_by_its_key_and_confirms_once(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let customer = api.register_customer().await;
+    let pool = api.pool().await;
+    let line = json!({"items": [{"sku": "SKU-4", "quantity": 1}]});
+
+    // The provider authorizes, then the answer never comes back: the next try asks by key.
+    let worker = TestWorker::spawn(&api, &["--payment-fault", "timeout-after-authorize"]).await;
+    let lost = place(&api, &customer, &line).await;
+    api.wait_for_status(&customer.token, &lost, &["confirmed"])
+        .await;
+    worker.stop().await;
+
+    // The provider answers after 2.5 s, but each call may take 1 s: the authorization happened
+    // all the same, and the next call finds it instead of authorizing again.
+    let worker = TestWorker::spawn(
+        &api,
+        &[
+            "--payment-latency-ms",
+            "2500",
+            "--payment-timeout-seconds",
+            "1",
+        ],
+    )
+    .await;
+    let slow = place(&api, &customer, &line).await;
+    api.wait_for_status(&customer.token, &slow, &["confirmed"])
+        .await;
+
+    for id in [&lost, &slow] {
+        assert_eq!(
+            payment_status(&pool, id).await.as_deref(),
+            Some("authorized")
+        );
+        let authorized: i64 = sqlx::query_scalar(
+            "select count(*) from event_log where event_type = 'payment.authorized' and order_id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(authorized, 1, "one authorization recorded for {id}");
+        let events = transitions(&api, &customer, id).await;
+        assert_eq!(events.first().map(String::as_str), Some("stock_reserved"));
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("payment_authorized")
+        );
+    }
     worker.stop().await;
     api.stop().await;
 }

@@ -182,6 +182,17 @@ impl ApiError {
     }
 }
 
+/// Seconds a client should wait after a `503` before it tries again.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+impl ApiError {
+    /// The database could not be reached: the request was fine and will work once it is back.
+    pub(crate) fn database_unavailable(error: orion_persistence::Error) -> Self {
+        tracing::warn!(%error, "database unavailable");
+        Self::Unavailable("the database is unavailable; retry shortly".into())
+    }
+}
+
 /// The `type` URI of a problem kind.
 pub(crate) fn problem_type(slug: &str) -> String {
     format!("urn:orion:problem:{slug}")
@@ -213,6 +224,13 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A dependency is away; clients (and the gateway) wait this long before trying again.
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -252,6 +270,7 @@ impl From<orion_persistence::Error> for ApiError {
             P::ItemNotFound(sku) => Self::NotFound(format!("no inventory item with SKU {sku}")),
             P::OrderNotFound(id) => Self::NotFound(format!("no order {id}")),
             P::Domain(e) => e.into(),
+            other if other.is_unavailable() => Self::database_unavailable(other),
             other => Self::internal(other),
         }
     }

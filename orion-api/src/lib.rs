@@ -45,6 +45,10 @@ pub(crate) use orion_persistence::now;
 /// Largest accepted request body. Orders of 50 lines are a few kilobytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Database connections of a replica unless configured: requests wait at most the pool's acquire
+/// timeout for one, then get `503` with `Retry-After`.
+const API_POOL_SIZE: u32 = 10;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Connects to the database, applies migrations, seeds demo data in dev mode, then serves HTTP on
@@ -57,7 +61,7 @@ pub async fn run(
     orion_config::check_jwt_secret(config.common.env, &config.jwt_secret)?;
     let pool = orion_persistence::connect(
         &config.database.database_url,
-        config.database.database_max_connections,
+        config.database.max_connections(API_POOL_SIZE),
     )
     .await?;
     orion_persistence::migrate(&pool).await?;

@@ -63,6 +63,15 @@ impl Error {
         }
     }
 
+    /// The database is away: nothing is wrong with the message, which waits for it.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Persistence(error) => error.is_unavailable(),
+            Self::Database(error) => orion_persistence::sqlx_unavailable(error),
+            _ => false,
+        }
+    }
+
     /// For the consumer: retryable or not, with the whole chain of causes in the message, which
     /// is what an admin reads on a parked message.
     pub(crate) fn into_handler_error(self) -> HandlerError {
@@ -76,7 +85,9 @@ impl Error {
             }
             source = cause.source();
         }
-        if self.is_transient() {
+        if self.is_unavailable() {
+            HandlerError::Unavailable(message)
+        } else if self.is_transient() {
             HandlerError::Retryable(message)
         } else {
             HandlerError::Permanent(message)

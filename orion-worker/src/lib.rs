@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, defaults};
-use orion_domain::SagaDeadlines;
 use orion_messaging::dead_letters::DeadLetterKeeper;
 use orion_messaging::{
     Broker, ConsumerSettings, OutboxRelay, Publisher, QueueConsumer, RelaySettings, Topology,
@@ -28,7 +27,7 @@ use tokio::sync::watch;
 pub use error::{Error, Result};
 
 use crate::email::{EmailHandler, EmailSettings, Mailer, Templates};
-use crate::payments::SimulatedProvider;
+use crate::payments::{PaymentFault, SimulatedProvider};
 use crate::projections::ProjectionsHandler;
 use crate::saga::{SagaSettings, SagaShell};
 
@@ -75,20 +74,34 @@ pub struct Config {
     )]
     pub public_url: String,
 
-    /// Seconds the stock reservation step may take before the order fails with `timeout`.
+    /// Seconds the stock reservation step may go without progress before the sweeper resumes
+    /// it (an order whose `order.placed` was delayed by an outage is reserved then, not failed).
     #[arg(long, env = "ORION_SAGA_RESERVE_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub reserve_timeout_seconds: u32,
 
-    /// Seconds the payment step may take before the order fails with `timeout`.
-    #[arg(long, env = "ORION_SAGA_PAYMENT_TIMEOUT_SECONDS", default_value_t = 60,
+    /// Seconds one call to the payment provider may take; a call that takes longer counts as
+    /// unanswered. An attempt makes three calls (by the same idempotency key); an unanswered
+    /// attempt is tried again by the sweeper once a whole attempt could have ended.
+    #[arg(long, env = "ORION_SAGA_PAYMENT_TIMEOUT_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub payment_timeout_seconds: u32,
+
+    /// Payment attempts the provider may leave unanswered before the order fails with
+    /// `timeout` (each attempt calls it a few times, by the same idempotency key).
+    #[arg(long, env = "ORION_SAGA_PAYMENT_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub payment_attempts: u32,
 
     /// Milliseconds the simulated payment provider takes to answer.
     #[arg(long, env = "ORION_PAYMENT_LATENCY_MS", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=60_000))]
     pub payment_latency_ms: u32,
+
+    /// A fault for the simulated payment provider to play: `none`, `unavailable` (answers no
+    /// authorization) or `timeout-after-authorize` (authorizes, then loses the answer).
+    #[arg(long, env = "ORION_PAYMENT_FAULT", default_value = "none")]
+    pub payment_fault: PaymentFault,
 
     /// Milliseconds between two looks for overdue saga steps.
     #[arg(long, env = "ORION_SAGA_SWEEP_INTERVAL_MS", default_value_t = 1_000,
@@ -106,6 +119,24 @@ pub struct Config {
     pub prefetch: u16,
 }
 
+/// How long a stopping worker waits for the messages it holds (a handler takes milliseconds when
+/// its dependencies are up; one stuck on a dead dependency is better handed back).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The queues whose handlers use the database: saga, email and projections.
+const CONSUMED_QUEUES: u32 = 3;
+/// Connections used besides the handlers: the outbox relay (claim and listener), the sweeper,
+/// the dead-letter keeper, the inbox clean-up and the health check.
+const BACKGROUND_CONNECTIONS: u32 = 6;
+
+/// A pool with a connection for every handler that can run at once, so handlers never queue
+/// for a connection while the database is healthy.
+fn pool_size(concurrency: u32) -> u32 {
+    CONSUMED_QUEUES
+        .saturating_mul(concurrency)
+        .saturating_add(BACKGROUND_CONNECTIONS)
+}
+
 /// How long handled message ids are remembered: far longer than any retry path (about a minute)
 /// or a broker outage.
 const INBOX_RETENTION: time::Duration = time::Duration::days(7);
@@ -119,7 +150,9 @@ pub async fn run(
 ) -> Result<()> {
     let pool = orion_persistence::connect(
         &config.database.database_url,
-        config.database.database_max_connections,
+        config
+            .database
+            .max_connections(pool_size(config.concurrency)),
     )
     .await?;
     orion_persistence::migrate(&pool).await?;
@@ -149,22 +182,23 @@ pub async fn run(
         concurrency: usize::try_from(config.concurrency).unwrap_or(8),
         ..ConsumerSettings::default()
     };
-    let consumer =
-        |queue| QueueConsumer::new(broker.clone(), topology.clone(), queue, settings.clone());
+    let consumer = |queue| {
+        QueueConsumer::new(broker.clone(), topology.clone(), queue, settings.clone())
+            .with_database(pool.clone())
+    };
 
     let saga = SagaShell::new(
         pool.clone(),
-        Arc::new(SimulatedProvider),
-        SagaSettings {
-            deadlines: SagaDeadlines {
-                reserve_stock: time::Duration::seconds(i64::from(config.reserve_timeout_seconds)),
-                authorize_payment: time::Duration::seconds(i64::from(
-                    config.payment_timeout_seconds,
-                )),
-            },
-            payment_latency: Duration::from_millis(u64::from(config.payment_latency_ms)),
-            sweep_interval: Duration::from_millis(u64::from(config.sweep_interval_ms)),
-        },
+        Arc::new(SimulatedProvider::new(
+            Duration::from_millis(u64::from(config.payment_latency_ms)),
+            config.payment_fault,
+        )),
+        SagaSettings::new(
+            Duration::from_secs(u64::from(config.reserve_timeout_seconds)),
+            Duration::from_secs(u64::from(config.payment_timeout_seconds)),
+            config.payment_attempts,
+            Duration::from_millis(u64::from(config.sweep_interval_ms)),
+        ),
     );
     let email = EmailHandler::new(
         pool.clone(),
@@ -214,16 +248,23 @@ pub async fn run(
             let _ = stop.send(true);
         })
         .await;
-    // Consumers finish and acknowledge what they hold; give them a bounded time.
-    let drained = tokio::time::timeout(Duration::from_secs(30), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("work still running after 30 s; stopping anyway");
-        tasks.abort_all();
-    }
-    relay.stop().await;
+    // Consumers finish and acknowledge what they hold, and the relay its round, side by side and
+    // for a bounded time: what is still unfinished then is handed back by the broker when the
+    // connection closes, and redelivered to another worker, where the inbox makes it harmless.
+    let drain = async {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                seconds = DRAIN_TIMEOUT.as_secs(),
+                "work still running at shutdown; stopping anyway"
+            );
+            tasks.abort_all();
+        }
+    };
+    tokio::join!(drain, relay.stop());
     served?;
     tracing::info!("orion-worker stopped");
     Ok(())

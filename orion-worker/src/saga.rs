@@ -7,9 +7,14 @@
 //! saga about decisions it missed (the order was cancelled or shipped meanwhile), so a message
 //! arriving late or twice is harmless.
 //!
-//! The payment provider is called outside any transaction: holding item locks while a provider
-//! thinks would serialize every order for the same SKU. If the worker dies between the two
-//! transactions, the payment step's deadline fails the order with `timeout` and compensates.
+//! The payment step is its own step, run after a commit whenever the saga's state says a payment
+//! is owed (not when one transaction happened to ask for it): the provider is called outside any
+//! transaction, since holding item locks while a provider thinks would serialize every order for
+//! the same SKU. Every call carries the order's idempotency key and first asks the provider what
+//! it already decided for that key, so a worker that died, timed out or lost the database between
+//! the provider's answer and its record simply asks again and records the same answer. An
+//! overdue step is resumed by the sweeper, never failed: only a provider that leaves
+//! `payment_attempts` calls unanswered fails the order with `timeout`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use orion_domain::events::{
 };
 use orion_domain::{
     DomainEvent, Order, OrderId, OrderSaga, OrderStatus, PaymentDecision, PaymentProvider,
-    PaymentRequest, SagaCommand, SagaDeadlines, SagaEvent, SagaStep, StockLine,
+    PaymentRequest, SagaCommand, SagaDeadlines, SagaEvent, SagaStep, StockLine, idempotency_key,
 };
 use orion_messaging::{Envelope, HandlerError};
 use orion_persistence::events::{self, EventMetadata};
@@ -39,17 +44,57 @@ pub const CONSUMER: &str = "saga";
 /// Times one trigger is re-run when it lost a race (a version conflict or a deadlock).
 const ATTEMPTS: u32 = 5;
 
-/// Overdue sagas failed per sweep round at most.
+/// Overdue sagas resumed per sweep round at most.
 const SWEEP_BATCH: usize = 100;
+
+/// Calls to the provider within one payment attempt before it counts as unanswered.
+const PROVIDER_TRIES: u32 = 3;
 
 /// Tunables of the saga.
 #[derive(Debug, Clone, Copy)]
 pub struct SagaSettings {
     pub deadlines: SagaDeadlines,
-    /// Added to every payment authorization, to simulate a real provider.
-    pub payment_latency: Duration,
+    /// Longest one provider call may take before it counts as unanswered.
+    pub payment_call_timeout: Duration,
     /// How often the sweeper looks for overdue steps.
     pub sweep_interval: Duration,
+}
+
+impl SagaSettings {
+    /// Settings from the worker's configuration. The payment step is looked at again only after
+    /// a whole attempt (every call timing out, with the pauses between) could have ended, so the
+    /// sweeper never asks the provider while the previous attempt is still waiting for it.
+    pub fn new(
+        reserve_step: Duration,
+        payment_call_timeout: Duration,
+        payment_attempts: u32,
+        sweep_interval: Duration,
+    ) -> Self {
+        let attempt = payment_call_timeout * PROVIDER_TRIES + provider_pauses() + SWEEP_MARGIN;
+        let duration = |d: Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+        Self {
+            deadlines: SagaDeadlines {
+                reserve_stock: duration(reserve_step),
+                authorize_payment: duration(attempt),
+                payment_attempts,
+            },
+            payment_call_timeout,
+            sweep_interval,
+        }
+    }
+}
+
+/// Slack between the longest possible payment attempt and the sweeper's next look.
+const SWEEP_MARGIN: Duration = Duration::from_secs(1);
+
+/// The pause after the provider's `attempt`-th unanswered call.
+fn provider_pause(attempt: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempt))
+}
+
+/// Every pause of one payment attempt, added up.
+fn provider_pauses() -> Duration {
+    (1..=PROVIDER_TRIES).map(provider_pause).sum()
 }
 
 /// What wakes the saga of an order.
@@ -57,24 +102,29 @@ pub struct SagaSettings {
 enum Trigger {
     /// An order event from the API: only missed decisions (or the start) to apply.
     OrderEvent,
-    /// The payment provider answered.
+    /// The payment provider answered (or did not).
     Payment(SagaEvent),
     /// The sweeper found the current step overdue.
     Deadline,
 }
 
-/// What a transaction left for after its commit.
-#[derive(Debug, Default)]
-struct Advance {
-    payment_due: Option<PaymentRequest>,
-}
-
 /// Drives the sagas of all orders.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SagaShell<P> {
     pool: Pool,
     provider: Arc<P>,
     settings: SagaSettings,
+}
+
+// Not derived: a derive would ask the provider to be `Clone`, and it is shared, not copied.
+impl<P> Clone for SagaShell<P> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            provider: self.provider.clone(),
+            settings: self.settings,
+        }
+    }
 }
 
 impl<P: PaymentProvider + 'static> SagaShell<P> {
@@ -110,85 +160,61 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             causation_id: Some(envelope.id),
             traceparent: envelope.traceparent.clone(),
         };
-        let advance = self
+        let payment_due = self
             .handle_message(order_id, envelope.id, &metadata)
             .await
             .map_err(Error::into_handler_error)?;
-        if let Some(request) = advance.payment_due {
-            self.authorize(request, &metadata)
+        if let Some(request) = payment_due {
+            self.pay(request, &metadata)
                 .await
                 .map_err(Error::into_handler_error)?;
         }
         Ok(())
     }
 
-    /// Asks the provider, then feeds its answer to the saga. A provider that cannot be reached
-    /// is asked again a few times; after that the step's deadline decides.
-    async fn authorize(&self, request: PaymentRequest, metadata: &EventMetadata) -> Result<()> {
-        let mut decision = None;
-        for attempt in 1..=3u32 {
-            tokio::time::sleep(self.settings.payment_latency).await;
-            match self.provider.authorize(&request).await {
-                Ok(answer) => {
-                    decision = Some(answer);
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(order.id = %request.order_id, attempt, %error, "payment provider unavailable");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-            }
-        }
-        let Some(decision) = decision else {
-            return Ok(());
+    /// The payment step: asks the provider for the order's authorization and feeds its answer to
+    /// the saga, or tells the saga the provider did not answer.
+    async fn pay(&self, request: PaymentRequest, metadata: &EventMetadata) -> Result<()> {
+        let decision = self.ask_provider(&request).await;
+        let reply = match &decision {
+            Some(PaymentDecision::Authorized { .. }) => SagaEvent::PaymentAuthorized,
+            Some(PaymentDecision::Declined { .. }) => SagaEvent::PaymentDeclined,
+            None => SagaEvent::PaymentUnanswered,
         };
-        let reply = match decision {
-            PaymentDecision::Authorized { .. } => SagaEvent::PaymentAuthorized,
-            PaymentDecision::Declined { .. } => SagaEvent::PaymentDeclined,
-        };
-        let payment = Payment {
+        let payment = decision.map(|decision| Payment {
             id: Uuid::now_v7(),
             order_id: request.order_id,
             provider: self.provider.name().to_owned(),
-            status: match reply {
-                SagaEvent::PaymentAuthorized => PaymentStatus::Authorized,
-                _ => PaymentStatus::Declined,
+            status: match &decision {
+                PaymentDecision::Authorized { .. } => PaymentStatus::Authorized,
+                PaymentDecision::Declined { .. } => PaymentStatus::Declined,
             },
             amount: request.amount,
             authorization_id: match &decision {
                 PaymentDecision::Authorized { authorization_id } => Some(authorization_id.clone()),
                 PaymentDecision::Declined { .. } => None,
             },
-            decline_reason: match &decision {
-                PaymentDecision::Declined { reason } => Some(reason.clone()),
+            decline_reason: match decision {
+                PaymentDecision::Declined { reason } => Some(reason),
                 PaymentDecision::Authorized { .. } => None,
             },
-        };
+        });
         self.with_retries(request.order_id, |shell, tx| {
             let payment = payment.clone();
             let metadata = metadata.clone();
             Box::pin(async move {
                 let now = now();
-                if !payments::record_payment(tx, &payment).await? {
-                    // Another copy of the same message got its answer in first; that one stands.
-                    return Ok(Advance::default());
+                if let Some(payment) = &payment {
+                    // A second copy of the answer (another delivery asked too) records nothing
+                    // new; the saga still hears it and ignores it, or voids a late authorization.
+                    if payments::record_payment(tx, payment).await? {
+                        events::record_event(tx, &payment_event(payment), &metadata, now).await?;
+                    }
                 }
-                let event = match payment.status {
-                    PaymentStatus::Authorized => DomainEvent::PaymentAuthorized(PaymentChanged {
-                        order_id: payment.order_id,
-                        payment_id: payment.id,
-                        amount: payment.amount,
-                    }),
-                    _ => DomainEvent::PaymentDeclined(PaymentDeclined {
-                        order_id: payment.order_id,
-                        reason: payment.decline_reason.clone().unwrap_or_default(),
-                    }),
-                };
-                events::record_event(tx, &event, &metadata, now).await?;
                 shell
                     .advance(
                         tx,
-                        payment.order_id,
+                        request.order_id,
                         Trigger::Payment(reply),
                         &metadata,
                         now,
@@ -200,7 +226,33 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         .map(|_| ())
     }
 
-    /// Fails every overdue step once; returns how many sagas it looked at.
+    /// The provider's answer for the request's key: what it already decided if it ever got the
+    /// request, else a fresh authorization. `None` when it does not answer in time.
+    async fn ask_provider(&self, request: &PaymentRequest) -> Option<PaymentDecision> {
+        let limit = self.settings.payment_call_timeout;
+        for attempt in 1..=PROVIDER_TRIES {
+            let answer = tokio::time::timeout(limit, async {
+                match self.provider.lookup(&request.idempotency_key).await? {
+                    Some(decision) => Ok(decision),
+                    None => self.provider.authorize(request).await,
+                }
+            })
+            .await;
+            match answer {
+                Ok(Ok(decision)) => return Some(decision),
+                Ok(Err(error)) => {
+                    tracing::warn!(order.id = %request.order_id, attempt, %error, "payment provider unavailable");
+                }
+                Err(_) => {
+                    tracing::warn!(order.id = %request.order_id, attempt, timeout_ms = limit.as_millis(), "payment provider did not answer in time");
+                }
+            }
+            tokio::time::sleep(provider_pause(attempt)).await;
+        }
+        None
+    }
+
+    /// Resumes every overdue step once; returns how many sagas it looked at.
     pub async fn sweep_once(&self) -> Result<usize> {
         let mut swept = 0;
         while swept < SWEEP_BATCH {
@@ -213,14 +265,14 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 correlation_id: Some(order_id.as_uuid()),
                 ..EventMetadata::default()
             };
-            let advance = self
+            let saga = self
                 .advance(&mut tx, order_id, Trigger::Deadline, &metadata, now())
                 .await?;
+            let payment_due = payment_due(&mut tx, &saga).await?;
             tx.commit().await?;
             swept += 1;
-            if let Some(request) = advance.payment_due {
-                // A timed-out step never asks for a payment; keep the contract anyway.
-                self.authorize(request, &metadata).await?;
+            if let Some(request) = payment_due {
+                self.pay(request, &metadata).await?;
             }
         }
         Ok(swept)
@@ -238,52 +290,61 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             }
             match self.sweep_once().await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(sagas = n, "overdue saga steps failed"),
+                Ok(n) => tracing::info!(sagas = n, "overdue saga steps resumed"),
                 Err(error) => tracing::warn!(%error, "saga sweep failed; trying again later"),
             }
         }
     }
 
     /// Advances the order's saga for one message, recording the message in the inbox in the same
-    /// transaction; a message seen before changes nothing.
+    /// transaction; a message seen before changes nothing. Either way, returns the payment the
+    /// saga is owed, if any: a copy of a message whose first handling died after its commit
+    /// carries the payment step on.
     async fn handle_message(
         &self,
         order_id: OrderId,
         message_id: Uuid,
         metadata: &EventMetadata,
-    ) -> Result<Advance> {
+    ) -> Result<Option<PaymentRequest>> {
         self.with_retries(order_id, |shell, tx| {
             let metadata = metadata.clone();
             Box::pin(async move {
-                if !inbox::record_message(tx, CONSUMER, message_id).await? {
-                    tracing::debug!(message.id = %message_id, "duplicate message ignored");
-                    return Ok(Advance::default());
+                let saga = if inbox::record_message(tx, CONSUMER, message_id).await? {
+                    Some(
+                        shell
+                            .advance(tx, order_id, Trigger::OrderEvent, &metadata, now())
+                            .await?,
+                    )
+                } else {
+                    tracing::debug!(message.id = %message_id, "message seen before; checking for a payment owed");
+                    sagas::find_saga(tx, order_id).await?
+                };
+                match saga {
+                    Some(saga) => payment_due(tx, &saga).await,
+                    None => Ok(None),
                 }
-                shell
-                    .advance(tx, order_id, Trigger::OrderEvent, &metadata, now())
-                    .await
             })
         })
         .await
     }
 
     /// Runs `work` in a transaction, again when it lost a race with another transaction.
-    async fn with_retries<F>(&self, order_id: OrderId, work: F) -> Result<Advance>
+    async fn with_retries<T, F>(&self, order_id: OrderId, work: F) -> Result<T>
     where
         F: for<'a> Fn(
             &'a Self,
             &'a mut PgConnection,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<Advance>> + Send + 'a>,
+            Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
         >,
     {
         let mut attempt = 1;
         loop {
             let mut tx = self.pool.begin().await?;
             match work(self, &mut tx).await {
-                Ok(advance) => {
+                Ok(value) => {
                     tx.commit().await?;
-                    return Ok(advance);
+                    return Ok(value);
                 }
                 Err(error) if error.is_race() && attempt < ATTEMPTS => {
                     tracing::debug!(order.id = %order_id, attempt, %error, "saga transaction lost a race; again");
@@ -294,7 +355,8 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         }
     }
 
-    /// Brings one order's saga up to date with `trigger`, inside the caller's transaction.
+    /// Brings one order's saga up to date with `trigger`, inside the caller's transaction, and
+    /// returns it as saved.
     async fn advance(
         &self,
         tx: &mut PgConnection,
@@ -302,7 +364,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         trigger: Trigger,
         metadata: &EventMetadata,
         now: OffsetDateTime,
-    ) -> Result<Advance> {
+    ) -> Result<OrderSaga> {
         // Saga row first, then the order row: the sweeper locks in the same order.
         let mut stored = sagas::lock_saga(tx, order_id).await?;
         let mut order = orders::lock_order(tx, order_id)
@@ -318,7 +380,6 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             order: &mut order,
             metadata,
             now,
-            payment_due: false,
         };
         let (mut saga, version, mut commands) = match stored {
             Some(stored) => (stored.value, Some(stored.version), VecDeque::new()),
@@ -361,7 +422,6 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 Err(error) => return Err(error.into()),
             }
         }
-        let payment_due = run.payment_due;
         match version {
             None => sagas::insert_saga(tx, &saga).await?,
             Some(version) => sagas::save_saga(tx, &saga, version).await?,
@@ -375,16 +435,37 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             metrics::counter!("saga_outcomes_total", "outcome" => "confirmed", "reason" => "none")
                 .increment(1);
         }
-        let payment_due = if payment_due {
-            Some(PaymentRequest {
-                order_id,
-                amount: order.total(),
-                token: orders::payment_token(tx, order_id).await?,
+        Ok(saga)
+    }
+}
+
+/// The payment request the saga is owed, if its state says the provider must be asked.
+async fn payment_due(tx: &mut PgConnection, saga: &OrderSaga) -> Result<Option<PaymentRequest>> {
+    if !saga.awaits_payment() {
+        return Ok(None);
+    }
+    let order_id = saga.order_id();
+    let order = orders::find_order(tx, order_id)
+        .await?
+        .ok_or(Error::UnknownOrder(order_id))?;
+    let token = orders::payment_token(tx, order_id).await?;
+    Ok(Some(PaymentRequest::new(order_id, order.total(), token)))
+}
+
+/// The event recording a provider's answer.
+fn payment_event(payment: &Payment) -> DomainEvent {
+    match payment.status {
+        PaymentStatus::Declined => DomainEvent::PaymentDeclined(PaymentDeclined {
+            order_id: payment.order_id,
+            reason: payment.decline_reason.clone().unwrap_or_default(),
+        }),
+        PaymentStatus::Authorized | PaymentStatus::Voided => {
+            DomainEvent::PaymentAuthorized(PaymentChanged {
+                order_id: payment.order_id,
+                payment_id: payment.id,
+                amount: payment.amount,
             })
-        } else {
-            None
-        };
-        Ok(Advance { payment_due })
+        }
     }
 }
 
@@ -395,7 +476,6 @@ struct Run<'a, P> {
     order: &'a mut Order,
     metadata: &'a EventMetadata,
     now: OffsetDateTime,
-    payment_due: bool,
 }
 
 impl<P: PaymentProvider + 'static> Run<'_, P> {
@@ -422,10 +502,8 @@ impl<P: PaymentProvider + 'static> Run<'_, P> {
         let order_id = self.order.id();
         match command {
             SagaCommand::ReserveStock => self.reserve().await.map(Some),
-            SagaCommand::AuthorizePayment => {
-                self.payment_due = true;
-                Ok(None)
-            }
+            // The payment step runs after the commit, from the saga's state (`payment_due`).
+            SagaCommand::AuthorizePayment => Ok(None),
             SagaCommand::MarkOrderReserved => {
                 self.transition(Order::mark_reserved).await?;
                 Ok(None)
@@ -458,26 +536,53 @@ impl<P: PaymentProvider + 'static> Run<'_, P> {
                 Ok(None)
             }
             SagaCommand::VoidPayment => {
-                if let Some(payment) = payments::mark_voided(self.tx, order_id).await? {
-                    // Voided at the provider before the commit: if the commit fails, the retry
-                    // voids again, which providers accept.
-                    if let Some(authorization) = &payment.authorization_id {
-                        self.shell
-                            .provider
-                            .void(authorization)
-                            .await
-                            .map_err(|e| Error::Provider(e.to_string()))?;
-                    }
-                    self.record(DomainEvent::PaymentVoided(PaymentChanged {
-                        order_id,
-                        payment_id: payment.id,
-                        amount: payment.amount,
-                    }))
-                    .await?;
-                }
+                self.void_payment().await?;
                 Ok(None)
             }
         }
+    }
+
+    /// Voids whatever the provider holds under the order's key, recorded here or not. Voided at
+    /// the provider before the commit: if the commit fails, the retry voids again, which the
+    /// provider accepts.
+    async fn void_payment(&mut self) -> Result<()> {
+        let order_id = self.order.id();
+        let voided_now = self
+            .shell
+            .provider
+            .void(&idempotency_key(order_id))
+            .await
+            .map_err(|e| Error::Provider(e.to_string()))?;
+        let payment = match payments::mark_voided(self.tx, order_id).await? {
+            Some(payment) => Some(payment),
+            // An authorization whose answer never reached us: record it, as voided.
+            None => match voided_now {
+                Some(authorization_id) => {
+                    let payment = Payment {
+                        id: Uuid::now_v7(),
+                        order_id,
+                        provider: self.shell.provider.name().to_owned(),
+                        status: PaymentStatus::Voided,
+                        amount: self.order.total(),
+                        authorization_id: Some(authorization_id),
+                        decline_reason: None,
+                    };
+                    payments::record_payment(self.tx, &payment)
+                        .await?
+                        .then_some(payment)
+                }
+                None => None,
+            },
+        };
+        if let Some(payment) = payment {
+            self.record(DomainEvent::PaymentVoided(PaymentChanged {
+                order_id,
+                payment_id: payment.id,
+                amount: payment.amount,
+            }))
+            .await?;
+        }
+        Ok(())
     }
 
     async fn reserve(&mut self) -> Result<SagaEvent> {

@@ -301,22 +301,37 @@ fn ensure_node(why: &str) -> Result<()> {
     Ok(())
 }
 
-/// The maildev binary, installed from npm into the workspace's `.tools/` on first use.
+/// The maildev binary, installed from npm into `.tools/maildev/` with exactly the versions of
+/// `xtask/tools/maildev/package-lock.json`, again whenever that lock file changes.
 fn install_maildev() -> Result<PathBuf> {
-    let tools = workspace::root().join(".tools");
-    let binary = tools.join("node_modules/.bin/maildev");
-    if binary.is_file() {
+    let source = workspace::root().join("xtask/tools/maildev");
+    let target = workspace::root().join(".tools/maildev");
+    let binary = target.join("node_modules/.bin/maildev");
+    let lock = std::fs::read(source.join("package-lock.json"))
+        .context("cannot read xtask/tools/maildev/package-lock.json")?;
+    if binary.is_file() && std::fs::read(target.join("package-lock.json")).ok() == Some(lock) {
         return Ok(binary);
     }
     ensure_node("Node.js (for the mail catcher)")?;
-    step(&format!("installing {MAILDEV} from npm into .tools/"));
-    std::fs::create_dir_all(&tools).context("cannot create .tools/")?;
+    step(&format!(
+        "installing {MAILDEV} and its locked dependencies from npm into .tools/maildev (about 60 MB)"
+    ));
+    std::fs::create_dir_all(&target).context("cannot create .tools/maildev")?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(source.join(file), target.join(file))
+            .with_context(|| format!("cannot copy {file} into .tools/maildev"))?;
+    }
     workspace::run(
         Command::new("npm")
-            .args(["install", "--prefix"])
-            .arg(&tools)
-            .args(["--no-audit", "--no-fund", "--loglevel=error", MAILDEV]),
-        "npm install maildev",
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&target),
+        "npm ci (maildev)",
     )?;
     if !binary.is_file() {
         bail!("npm installed maildev but {} is missing", binary.display());
@@ -373,42 +388,53 @@ pub(crate) fn ensure_chromium() -> Result<PathBuf> {
     find().context("chromium was installed but is not on PATH")
 }
 
-/// The schemathesis version the API's contract tests run with.
-const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+/// The Python packages of the contract tests (schemathesis and everything it pulls in), each
+/// pinned.
+const PYTHON_REQUIREMENTS: &str = "tests/python/requirements.txt";
 
-/// The schemathesis command, installed from PyPI into `.tools/venv` on first use.
+/// The schemathesis command, installed from PyPI into `.tools/venv` with exactly the versions of
+/// `tests/python/requirements.txt`, again whenever that file changes.
 pub(crate) fn install_schemathesis() -> Result<PathBuf> {
     let venv = workspace::root().join(".tools/venv");
     let binary = venv.join("bin/schemathesis");
-    let pinned = venv.join(format!(".{SCHEMATHESIS}"));
-    if binary.is_file() && pinned.is_file() {
+    let requirements = workspace::root().join(PYTHON_REQUIREMENTS);
+    let wanted = std::fs::read(&requirements)
+        .with_context(|| format!("cannot read {PYTHON_REQUIREMENTS}"))?;
+    let installed = venv.join(".requirements.txt");
+    if binary.is_file() && std::fs::read(&installed).ok() == Some(wanted.clone()) {
         return Ok(binary);
     }
     let python = find_program("python3").context("schemathesis needs Python 3; install python3")?;
     step(&format!(
-        "installing {SCHEMATHESIS} from PyPI into .tools/venv"
+        "installing schemathesis and its pinned dependencies ({PYTHON_REQUIREMENTS}) from PyPI into .tools/venv (about 40 MB)"
     ));
     let created = Command::new(&python)
-        .args(["-m", "venv"])
+        .args(["-m", "venv", "--clear"])
         .arg(&venv)
         .status()
         .is_ok_and(|s| s.success());
     if !created {
         apt_install(&["python3-venv"], "Python's venv module")?;
         workspace::run(
-            Command::new(&python).args(["-m", "venv"]).arg(&venv),
+            Command::new(&python)
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
             "python3 -m venv",
         )?;
     }
     workspace::run(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SCHEMATHESIS,
-        ]),
-        "pip install schemathesis",
+        Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                // Every package is in the file; nothing may float in behind it.
+                "--no-deps",
+                "--requirement",
+            ])
+            .arg(&requirements),
+        "pip install (tests/python/requirements.txt)",
     )?;
-    std::fs::write(&pinned, "").context("cannot mark the schemathesis install")?;
+    std::fs::write(&installed, wanted).context("cannot mark the schemathesis install")?;
     Ok(binary)
 }

@@ -288,8 +288,10 @@ fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
                 "--seed",
                 &seed,
                 "--no-color",
+                // One thread: hypothesis compiles code as it generates, and CPython 3.11's parser
+                // is not thread-safe ("AST constructor recursion depth mismatch" with two).
                 "--workers",
-                "2",
+                "1",
             ])
             .arg("--header")
             .arg(format!("Authorization: Bearer {token}"))

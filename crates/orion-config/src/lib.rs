@@ -71,10 +71,18 @@ pub struct DatabaseArgs {
     #[arg(long = "database-url", env = "ORION_DATABASE_URL", default_value = defaults::DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 
-    /// Most connections this process opens.
-    #[arg(long = "database-max-connections", env = "ORION_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+    /// Most connections this process opens. Unset, each binary sizes its pool for the work it
+    /// runs at once (the API: 10; the worker: every consumer's handlers plus its background tasks).
+    #[arg(long = "database-max-connections", env = "ORION_DATABASE_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(1..=500))]
-    pub database_max_connections: u32,
+    pub database_max_connections: Option<u32>,
+}
+
+impl DatabaseArgs {
+    /// The configured pool size, or `default` when none was set.
+    pub fn max_connections(&self, default: u32) -> u32 {
+        self.database_max_connections.unwrap_or(default)
+    }
 }
 
 /// RabbitMQ connection settings.

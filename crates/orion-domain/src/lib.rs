@@ -19,6 +19,9 @@ pub use ids::{CustomerId, OrderId};
 pub use inventory::{InventoryItem, Shortage, StockLine};
 pub use money::{Currency, Money};
 pub use order::{FailureReason, Order, OrderLine, OrderStatus};
-pub use payment::{PaymentDecision, PaymentProvider, PaymentRequest, SimulatedPayments};
+pub use payment::{
+    PaymentDecision, PaymentProvider, PaymentRequest, ProviderUnavailable, SimulatedPayments,
+    idempotency_key,
+};
 pub use saga::{OrderSaga, SagaCommand, SagaDeadlines, SagaEvent, SagaStep};
 pub use values::{Email, Quantity, Sku};

@@ -1,4 +1,5 @@
-//! Payment authorization: the `PaymentProvider` port and the built-in deterministic simulator.
+//! Payment authorization: the `PaymentProvider` port and the deterministic decision of the
+//! built-in simulator (the worker wraps it in a provider that remembers idempotency keys).
 
 use std::future::Future;
 
@@ -13,6 +14,25 @@ pub struct PaymentRequest {
     pub amount: Money,
     /// An opaque token from the client's payment form, if it sent one.
     pub token: Option<String>,
+    /// The same for every call about this order: the provider authorizes a key once, and
+    /// answers a repeated call with its first answer.
+    pub idempotency_key: String,
+}
+
+impl PaymentRequest {
+    pub fn new(order_id: OrderId, amount: Money, token: Option<String>) -> Self {
+        Self {
+            order_id,
+            amount,
+            token,
+            idempotency_key: idempotency_key(order_id),
+        }
+    }
+}
+
+/// The provider-side idempotency key of an order's authorization.
+pub fn idempotency_key(order_id: OrderId) -> String {
+    format!("orion-order-{order_id}")
 }
 
 /// A provider's answer.
@@ -28,24 +48,35 @@ pub enum PaymentDecision {
 #[error("payment provider unavailable: {0}")]
 pub struct ProviderUnavailable(pub String);
 
-/// A payment service. Orion ships the simulator; a real provider implements this trait in its own
-/// crate. Futures rather than a runtime keep this crate free of I/O.
+/// A payment service, keyed by idempotency key so that every call can be repeated safely: after
+/// a crash, a lost answer or an outage the caller simply asks again. Orion ships a simulator; a
+/// real provider implements this trait in its own crate. Futures rather than a runtime keep this
+/// crate free of I/O.
 pub trait PaymentProvider: Send + Sync {
     /// A short name recorded with every payment.
     fn name(&self) -> &'static str;
 
+    /// Authorizes `request` once per idempotency key; a repeated call returns the first answer.
     fn authorize(
         &self,
         request: &PaymentRequest,
     ) -> impl Future<Output = Result<PaymentDecision, ProviderUnavailable>> + Send;
 
+    /// The answer the provider gave for `idempotency_key`, if it ever got the request.
+    fn lookup(
+        &self,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<PaymentDecision>, ProviderUnavailable>> + Send;
+
+    /// Releases whatever the provider holds for `idempotency_key` (nothing, an authorization,
+    /// or one already voided). Returns the authorization it voided now, if any.
     fn void(
         &self,
-        authorization_id: &str,
-    ) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send;
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<String>, ProviderUnavailable>> + Send;
 }
 
-/// The deterministic simulator: declines an order whose total is exactly 666.00 (in any currency,
+/// The simulator's deterministic decision: declines an order whose total is exactly 666.00 (in any currency,
 /// as the original Orion did) or whose token starts with `tok_decline`; authorizes everything else.
 /// Latency, where wanted, is added by the process that owns a clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,37 +109,17 @@ impl SimulatedPayments {
     }
 }
 
-impl PaymentProvider for SimulatedPayments {
-    fn name(&self) -> &'static str {
-        "simulated"
-    }
-
-    fn authorize(
-        &self,
-        request: &PaymentRequest,
-    ) -> impl Future<Output = Result<PaymentDecision, ProviderUnavailable>> + Send {
-        std::future::ready(Ok(self.decide(request)))
-    }
-
-    fn void(
-        &self,
-        _authorization_id: &str,
-    ) -> impl Future<Output = Result<(), ProviderUnavailable>> + Send {
-        std::future::ready(Ok(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Currency;
 
     fn request(amount: i64, token: Option<&str>) -> PaymentRequest {
-        PaymentRequest {
-            order_id: OrderId::new(),
-            amount: Money::new(amount, Currency::USD).unwrap(),
-            token: token.map(str::to_owned),
-        }
+        PaymentRequest::new(
+            OrderId::new(),
+            Money::new(amount, Currency::USD).unwrap(),
+            token.map(str::to_owned),
+        )
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //!
 //! Replies that arrive after the saga has ended (a reservation or an authorization that raced a
 //! cancellation or a timeout) are compensated at once, so no stock or payment is ever left held.
+//!
+//! A step's deadline is when the shell next looks at it, not when the order fails: an overdue
+//! step is resumed (its action issued again, which the shell makes idempotent), so time the
+//! system spent down delays an order and never fails it. Only a payment provider that leaves
+//! `payment_attempts` calls in a row unanswered fails the order with `timeout`.
 
 use std::fmt;
 
@@ -130,11 +135,18 @@ pub static STEPS: [StepDefinition; 2] = [
     },
 ];
 
-/// How long each step may take before the order fails with `timeout`.
+/// How long each step may go without progress before the shell resumes it, and how many
+/// unanswered payment calls fail the order with `timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SagaDeadlines {
     pub reserve_stock: Duration,
     pub authorize_payment: Duration,
+    #[serde(default = "default_payment_attempts")]
+    pub payment_attempts: u32,
+}
+
+fn default_payment_attempts() -> u32 {
+    SagaDeadlines::default().payment_attempts
 }
 
 impl Default for SagaDeadlines {
@@ -142,6 +154,7 @@ impl Default for SagaDeadlines {
         Self {
             reserve_stock: Duration::seconds(30),
             authorize_payment: Duration::seconds(60),
+            payment_attempts: 3,
         }
     }
 }
@@ -162,6 +175,8 @@ pub enum SagaEvent {
     Delivered,
     /// The sweeper asks whether the current step is overdue.
     DeadlineChecked,
+    /// The payment provider did not answer one authorization call (unreachable or too slow).
+    PaymentUnanswered,
 }
 
 impl SagaEvent {
@@ -175,6 +190,7 @@ impl SagaEvent {
             Self::Shipped => "shipped",
             Self::Delivered => "delivered",
             Self::DeadlineChecked => "deadline_checked",
+            Self::PaymentUnanswered => "payment_unanswered",
         }
     }
 }
@@ -224,6 +240,9 @@ pub struct OrderSaga {
     #[serde(with = "time::serde::rfc3339::option")]
     deadline: Option<OffsetDateTime>,
     deadlines: SagaDeadlines,
+    /// Payment calls in a row the provider left unanswered.
+    #[serde(default)]
+    payment_unanswered: u32,
     history: Vec<SagaTransition>,
 }
 
@@ -242,6 +261,7 @@ impl OrderSaga {
             payment: PaymentState::NotRequested,
             deadline: Some(now + deadlines.reserve_stock),
             deadlines,
+            payment_unanswered: 0,
             history: Vec::new(),
         };
         (saga, vec![SagaCommand::ReserveStock])
@@ -262,6 +282,7 @@ impl OrderSaga {
             payment: PaymentState::NotRequested,
             deadline: None,
             deadlines,
+            payment_unanswered: 0,
             history: vec![SagaTransition {
                 at: now,
                 event: SagaEvent::CancelRequested,
@@ -316,6 +337,25 @@ impl OrderSaga {
     pub fn history(&self) -> &[SagaTransition] {
         &self.history
     }
+    /// Whether the shell owes the provider a call: the payment step runs and has no answer.
+    pub fn awaits_payment(&self) -> bool {
+        self.step == SagaStep::AuthorizingPayment && self.payment == PaymentState::Requested
+    }
+
+    /// The action of the current step that has not finished, to issue again: a saga resumes
+    /// where it was after a crash, an outage or a lost message.
+    pub fn pending_action(&self) -> Option<SagaCommand> {
+        match self.step {
+            SagaStep::ReservingStock if self.stock == StockState::Requested => {
+                Some(SagaCommand::ReserveStock)
+            }
+            SagaStep::AuthorizingPayment if self.payment == PaymentState::Requested => {
+                Some(SagaCommand::AuthorizePayment)
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.step.is_terminal()
             && self.stock != StockState::Requested
@@ -379,9 +419,25 @@ impl OrderSaga {
                 self.compensate()
             }
             (S::ReservingStock | S::AuthorizingPayment, E::DeadlineChecked) => {
-                match self.deadline {
-                    Some(deadline) if now >= deadline => self.fail(FailureReason::Timeout),
+                match (self.deadline, self.pending_action()) {
+                    (Some(deadline), Some(action)) if now >= deadline => {
+                        // No progress for a whole deadline: resume the step, and look again
+                        // after another one.
+                        self.enter(self.step, now);
+                        vec![action]
+                    }
                     _ => return Err(Error::DeadlineNotReached { step: self.step }),
+                }
+            }
+            (S::AuthorizingPayment, E::PaymentUnanswered)
+                if self.payment == PaymentState::Requested =>
+            {
+                self.payment_unanswered = self.payment_unanswered.saturating_add(1);
+                if self.payment_unanswered >= self.deadlines.payment_attempts {
+                    self.fail(FailureReason::Timeout)
+                } else {
+                    self.enter(self.step, now);
+                    Vec::new()
                 }
             }
             (S::AwaitingShipment, E::Shipped) if self.stock == StockState::Held => {
@@ -405,8 +461,9 @@ impl OrderSaga {
                 Vec::new()
             }
             (S::Failed | S::Cancelled, E::PaymentAuthorized)
-                if self.payment == PaymentState::Requested =>
+                if matches!(self.payment, PaymentState::Requested | PaymentState::Voided) =>
             {
+                // Authorized after (or while) the saga ended: void again; voids are idempotent.
                 self.payment = PaymentState::Voided;
                 vec![SagaCommand::VoidPayment]
             }
@@ -414,6 +471,12 @@ impl OrderSaga {
                 if self.payment == PaymentState::Requested =>
             {
                 self.payment = PaymentState::Declined;
+                Vec::new()
+            }
+            // Declined after the saga voided it: nothing is held, nothing to do.
+            (S::Failed | S::Cancelled, E::PaymentDeclined | E::PaymentUnanswered)
+                if self.payment == PaymentState::Voided =>
+            {
                 Vec::new()
             }
             (step, event) => {
@@ -446,7 +509,12 @@ impl OrderSaga {
     fn compensate(&mut self) -> Vec<SagaCommand> {
         self.deadline = None;
         let mut commands = Vec::new();
-        if self.payment == PaymentState::Authorized {
+        // A payment still waiting for its answer may be held at the provider all the same (the
+        // answer was lost, or is on its way): void whatever the provider holds for the order.
+        if matches!(
+            self.payment,
+            PaymentState::Authorized | PaymentState::Requested
+        ) {
             self.payment = PaymentState::Voided;
             commands.push(SagaCommand::VoidPayment);
         }

@@ -1,4 +1,6 @@
-//! One connection to RabbitMQ per process, opened lazily and reopened after a loss.
+//! The process's connections to RabbitMQ, opened lazily and reopened after a loss: one for
+//! consuming and one for publishing. RabbitMQ blocks a publishing connection under a resource
+//! alarm (`connection.blocked`); were acks on the same connection, consumers would stall with it.
 
 use std::time::Duration;
 
@@ -10,11 +12,15 @@ use crate::{Error, Result};
 
 /// How long a connection attempt may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long opening a channel (or putting it in confirm mode) may take: a broker that accepted
+/// the TCP connection but does not answer (restarting, partitioned) must not hang its caller.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A lazily opened connection to RabbitMQ.
+/// Lazily opened connections to RabbitMQ.
 pub struct Broker {
     url: String,
-    connection: Mutex<Option<Connection>>,
+    consuming: Mutex<Option<Connection>>,
+    publishing: Mutex<Option<Connection>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -28,52 +34,59 @@ impl Broker {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            connection: Mutex::new(None),
+            consuming: Mutex::new(None),
+            publishing: Mutex::new(None),
         }
     }
 
     /// Succeeds when a connection is open, opening one if there is none or the last one was lost.
     pub async fn check(&self) -> Result<()> {
-        self.with_connection(|_| Ok(())).await
+        let mut connection = self.consuming.lock().await;
+        self.connect(&mut connection).await.map(drop)
     }
 
-    /// A new channel on the shared connection.
+    /// A new channel for consuming (and declaring).
     pub async fn channel(&self) -> Result<Channel> {
-        let connection = self.connection.lock().await;
-        match connection.as_ref() {
-            Some(c) if c.status().connected() => Ok(c.create_channel().await?),
-            _ => {
-                drop(connection);
-                self.check().await?;
-                let connection = self.connection.lock().await;
-                let connection = connection.as_ref().ok_or(Error::Timeout(CONNECT_TIMEOUT))?;
-                Ok(connection.create_channel().await?)
+        self.open_channel(&self.consuming).await
+    }
+
+    /// A new channel in publisher-confirm mode, on the publishing connection.
+    pub async fn confirm_channel(&self) -> Result<Channel> {
+        let channel = self.open_channel(&self.publishing).await?;
+        tokio::time::timeout(
+            CHANNEL_TIMEOUT,
+            channel.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await
+        .map_err(|_| Error::Timeout(CHANNEL_TIMEOUT))??;
+        Ok(channel)
+    }
+
+    async fn open_channel(&self, slot: &Mutex<Option<Connection>>) -> Result<Channel> {
+        let mut connection = slot.lock().await;
+        let open = self.connect(&mut connection).await?;
+        let created = tokio::time::timeout(CHANNEL_TIMEOUT, open.create_channel()).await;
+        match created {
+            Ok(channel) => Ok(channel?),
+            Err(_) => {
+                // The connection looks open but does not answer: start afresh next time.
+                *connection = None;
+                Err(Error::Timeout(CHANNEL_TIMEOUT))
             }
         }
     }
 
-    /// A new channel in publisher-confirm mode.
-    pub async fn confirm_channel(&self) -> Result<Channel> {
-        let channel = self.channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(channel)
-    }
-
-    async fn with_connection(&self, f: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
-        let mut connection = self.connection.lock().await;
-        if let Some(open) = connection.as_ref().filter(|c| c.status().connected()) {
-            return f(open);
+    /// The open connection in `slot`, reopened if it was lost.
+    async fn connect<'a>(&self, slot: &'a mut Option<Connection>) -> Result<&'a Connection> {
+        if slot.as_ref().is_none_or(|c| !c.status().connected()) {
+            let opened = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                Connection::connect(&self.url, ConnectionProperties::default()),
+            )
+            .await
+            .map_err(|_| Error::Timeout(CONNECT_TIMEOUT))??;
+            *slot = Some(opened);
         }
-        let opened = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(&self.url, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| Error::Timeout(CONNECT_TIMEOUT))??;
-        let result = f(&opened);
-        *connection = Some(opened);
-        result
+        slot.as_ref().ok_or(Error::Timeout(CONNECT_TIMEOUT))
     }
 }

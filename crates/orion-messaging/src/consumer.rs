@@ -5,20 +5,40 @@
 //! A message is acked only after its outcome is settled: handled, re-published to a retry queue,
 //! or parked (each re-publication confirmed first). A crash in between redelivers it, which the
 //! handlers' inbox makes harmless.
+//!
+//! An outage is not the message's fault. When a handler fails because the database is away (it
+//! says so, or a failed handler finds the database unreachable), the message goes back to the
+//! queue with its attempt count unchanged, the consumer stops taking deliveries and hands back
+//! the ones it holds, and it resumes only once the database answers again. Attempts, and so
+//! parking, count only failures of the message itself.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::Semaphore;
 
+use crate::dependencies::Database;
 use crate::{Broker, Envelope, Error, RETRY_DELAYS_MS, Result, Topology, WorkQueue};
+
+/// Longest wait for the broker to set up a consuming session.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for the broker's confirm of a re-published message.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The quorum queue's count of earlier deliveries of a message that were not acked.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// Deliveries without a settlement after which a message is parked unhandled. Generous: a
+/// message also goes back unsettled when its consumer pauses for an outage or loses the broker.
+const UNSETTLED_DELIVERY_LIMIT: u32 = 20;
 
 /// Header counting how many times a message has failed.
 pub const ATTEMPTS_HEADER: &str = "x-orion-attempts";
@@ -36,6 +56,10 @@ pub enum HandlerError {
     /// Will never succeed (an event this handler cannot make sense of): parked at once.
     #[error("{0}")]
     Permanent(String),
+    /// A dependency (the database) is away: the message was not at fault. It goes back to the
+    /// queue without spending an attempt, and the consumer pauses until the dependency is back.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Tunables of a consumer.
@@ -70,6 +94,7 @@ pub struct QueueConsumer {
     topology: Topology,
     queue: WorkQueue,
     settings: ConsumerSettings,
+    database: Option<Database>,
 }
 
 impl QueueConsumer {
@@ -84,7 +109,15 @@ impl QueueConsumer {
             topology,
             queue,
             settings,
+            database: None,
         }
+    }
+
+    /// The database the handlers depend on: while it does not answer, the consumer takes no
+    /// deliveries, and a handler failure while it is away spends no attempt.
+    pub fn with_database(mut self, pool: orion_persistence::Pool) -> Self {
+        self.database = Some(Database::new(pool));
+        self
     }
 
     /// Feeds every message to `handler` until `shutdown` completes, reconnecting with backoff
@@ -97,14 +130,24 @@ impl QueueConsumer {
         let handler = Arc::new(handler);
         tokio::pin!(shutdown);
         let mut failures: u32 = 0;
+        let queue = self.topology.queue(self.queue);
         loop {
+            if let Some(database) = &self.database
+                && !database.wait_until_up(&mut shutdown, &queue).await
+            {
+                break;
+            }
             let session = self.session(handler.clone(), &mut shutdown);
             match session.await {
                 Ok(Stop::Shutdown) => break,
+                Ok(Stop::DependencyDown) => {
+                    failures = 0;
+                    continue;
+                }
                 Ok(Stop::StreamEnded | Stop::Unsettled) => failures = 0,
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(queue = %self.topology.queue(self.queue), %error, failures, "consumer lost the broker; reconnecting");
+                    tracing::warn!(%queue, %error, failures, "consumer lost the broker; reconnecting");
                 }
             }
             let wait = Duration::from_millis(200u64.saturating_mul(1 << failures.min(7)))
@@ -114,7 +157,7 @@ impl QueueConsumer {
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        tracing::info!(queue = %self.topology.queue(self.queue), "consumer stopped");
+        tracing::info!(%queue, "consumer stopped");
     }
 
     async fn session<H, F>(
@@ -126,30 +169,44 @@ impl QueueConsumer {
         H: Fn(Envelope) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let channel = self.broker.channel().await?;
-        self.topology.declare(&channel).await?;
-        channel
-            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
-            .await?;
-        let republisher = self.broker.confirm_channel().await?;
-        let queue = self.topology.queue(self.queue);
-        let mut deliveries = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        // Setting up waits on the broker, which may be restarting: a shutdown must not wait too.
+        let setup = async {
+            let channel = self.broker.channel().await?;
+            self.topology.declare(&channel).await?;
+            channel
+                .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+                .await?;
+            let republisher = self.broker.confirm_channel().await?;
+            let queue = self.topology.queue(self.queue);
+            let deliveries = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, Error>((channel, republisher, deliveries))
+        };
+        let (channel, republisher, mut deliveries) = tokio::select! {
+            () = &mut *shutdown => return Ok(Stop::Shutdown),
+            setup = tokio::time::timeout(SETUP_TIMEOUT, setup) => {
+                setup.map_err(|_| Error::Timeout(SETUP_TIMEOUT))??
+            }
+        };
+        // One publish-and-confirm at a time on the republishing channel, so that a return or a
+        // nack is always credited to the message it belongs to.
+        let republisher = Arc::new(tokio::sync::Mutex::new(republisher));
         let tag = deliveries.tag();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         // A message that could not be settled stays unacked; ending the session closes the
-        // channel, which hands it back to the broker, and the next session starts afresh.
-        let unsettled = Arc::new(tokio::sync::Notify::new());
+        // channel, which hands it back to the broker, and the next session starts afresh. The
+        // same happens to every delivery held when a dependency goes down.
+        let interrupted = Arc::new(Interruption::default());
         let stop = loop {
             let next = tokio::select! {
                 () = &mut *shutdown => break Stop::Shutdown,
-                () = unsettled.notified() => break Stop::Unsettled,
+                stop = interrupted.wait() => break stop,
                 next = deliveries.next() => next,
             };
             let delivery = match next {
@@ -160,19 +217,29 @@ impl QueueConsumer {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break Stop::Shutdown;
             };
+            if interrupted.is_set() {
+                // Taken after the interruption: hand it straight back, unspent.
+                let _ = delivery.acker.nack(requeue()).await;
+                break interrupted.wait().await;
+            }
             let handler = handler.clone();
-            let unsettled = unsettled.clone();
+            let interrupted = interrupted.clone();
             let settle = Settle {
                 republisher: republisher.clone(),
                 topology: self.topology.clone(),
                 queue: self.queue,
                 max_attempts: self.settings.max_attempts,
                 handler_timeout: self.settings.handler_timeout,
+                database: self.database.clone(),
+                interrupted: interrupted.clone(),
             };
             tokio::spawn(async move {
-                if let Err(error) = settle.handle(delivery, handler.as_ref()).await {
-                    tracing::warn!(%error, "could not settle a message; restarting the consumer");
-                    unsettled.notify_one();
+                match settle.handle(delivery, handler.as_ref()).await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "could not settle a message; restarting the consumer");
+                        interrupted.set(Stop::Unsettled);
+                    }
                 }
                 drop(permit);
             });
@@ -186,13 +253,27 @@ impl QueueConsumer {
         let _ = slots
             .acquire_many(u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX))
             .await;
-        if stop == Stop::Unsettled {
-            let _ = channel
-                .close(200, "restarting after an unsettled message".into())
-                .await;
-            return Err(Error::Unsettled);
+        let _ = republisher
+            .lock()
+            .await
+            .close(200, "session over".into())
+            .await;
+        match stop {
+            Stop::Unsettled => {
+                let _ = channel
+                    .close(200, "restarting after an unsettled message".into())
+                    .await;
+                Err(Error::Unsettled)
+            }
+            Stop::DependencyDown => {
+                // Closing the channel returns the prefetched deliveries without a failure mark.
+                let _ = channel
+                    .close(200, "pausing while a dependency is down".into())
+                    .await;
+                Ok(stop)
+            }
+            Stop::Shutdown | Stop::StreamEnded => Ok(stop),
         }
-        Ok(stop)
     }
 }
 
@@ -201,15 +282,56 @@ enum Stop {
     Shutdown,
     StreamEnded,
     Unsettled,
+    /// A handler found a dependency down: pause until it is back.
+    DependencyDown,
+}
+
+/// Why a session must end early, set by whichever handler task finds out first.
+#[derive(Debug, Default)]
+struct Interruption {
+    reason: std::sync::OnceLock<Stop>,
+    notify: tokio::sync::Notify,
+}
+
+impl Interruption {
+    fn set(&self, stop: Stop) {
+        if self.reason.set(stop).is_ok() {
+            self.notify.notify_waiters();
+        }
+        // Wake a session that is not waiting right now too.
+        self.notify.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    async fn wait(&self) -> Stop {
+        loop {
+            if let Some(stop) = self.reason.get() {
+                return *stop;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions {
+        requeue: true,
+        multiple: false,
+    }
 }
 
 /// Decides what becomes of one delivery.
 struct Settle {
-    republisher: Channel,
+    republisher: Arc<tokio::sync::Mutex<Channel>>,
     topology: Topology,
     queue: WorkQueue,
     max_attempts: u32,
     handler_timeout: Duration,
+    database: Option<Database>,
+    interrupted: Arc<Interruption>,
 }
 
 impl Settle {
@@ -219,15 +341,36 @@ impl Settle {
         F: Future<Output = Result<(), HandlerError>>,
     {
         let attempts = attempts(&delivery.properties);
+        let redeliveries = header_count(&delivery.properties, DELIVERY_COUNT_HEADER);
         let outcome = match Envelope::from_bytes(&delivery.data) {
-            Ok(envelope) => tokio::time::timeout(self.handler_timeout, handler(envelope))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(HandlerError::Retryable(format!(
+            // Handed out this often without ever being settled: each time, the process holding
+            // it died (a handler that crashes or exhausts it). Park it rather than crash again.
+            Ok(_) if redeliveries >= UNSETTLED_DELIVERY_LIMIT => {
+                Err(HandlerError::Permanent(format!(
+                    "delivered {redeliveries} times without being settled; the handler may crash the process"
+                )))
+            }
+            Ok(envelope) => {
+                let handled = AssertUnwindSafe(tokio::time::timeout(
+                    self.handler_timeout,
+                    handler(envelope),
+                ))
+                .catch_unwind()
+                .await;
+                match handled {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(HandlerError::Retryable(format!(
                         "the handler took longer than {} s",
                         self.handler_timeout.as_secs()
-                    )))
-                }),
+                    ))),
+                    // A panic is the message's failure like any other: counted, retried, parked
+                    // after the limit, while the other messages keep flowing.
+                    Err(panic) => Err(HandlerError::Retryable(format!(
+                        "the handler panicked: {}",
+                        panic_message(panic.as_ref())
+                    ))),
+                }
+            }
             Err(error) => Err(HandlerError::Permanent(format!(
                 "undecodable message: {error}"
             ))),
@@ -237,8 +380,22 @@ impl Settle {
             metrics::counter!("messages_handled_total", "queue" => queue_name.clone(), "outcome" => outcome)
                 .increment(1);
         };
+        let outcome = match outcome {
+            // A failure while the database is unreachable is the outage's, not the message's.
+            Err(HandlerError::Retryable(error)) if self.database_down().await => {
+                Err(HandlerError::Unavailable(error))
+            }
+            other => other,
+        };
         match outcome {
             Ok(()) => counted("ok"),
+            Err(HandlerError::Unavailable(error)) => {
+                counted("deferred");
+                tracing::warn!(queue = %queue_name, %error, "a dependency is down; message handed back and consumer paused");
+                self.interrupted.set(Stop::DependencyDown);
+                delivery.acker.nack(requeue()).await?;
+                return Ok(());
+            }
             Err(HandlerError::Retryable(error)) if attempts + 1 < self.max_attempts => {
                 counted("retried");
                 let level = usize::try_from(attempts)
@@ -263,6 +420,13 @@ impl Settle {
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
         Ok(())
+    }
+
+    async fn database_down(&self) -> bool {
+        match &self.database {
+            Some(database) => !database.is_up().await,
+            None => false,
+        }
     }
 
     /// Publishes a copy of the delivery to `queue` (through the default exchange) with its
@@ -293,20 +457,24 @@ impl Settle {
             .clone()
             .with_headers(headers)
             .with_delivery_mode(2);
-        let confirm = self
-            .republisher
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &delivery.data,
-                properties,
-            )
-            .await?
-            .await?;
+        let republisher = self.republisher.lock().await;
+        let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            republisher
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &delivery.data,
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await
+        .map_err(|_| Error::Timeout(CONFIRM_TIMEOUT))??;
         match confirm {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) => Err(Error::Unroutable(queue.to_owned())),
@@ -318,10 +486,24 @@ impl Settle {
 
 /// How many times the message failed before.
 fn attempts(properties: &BasicProperties) -> u32 {
+    header_count(properties, ATTEMPTS_HEADER)
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// A numeric header, 0 when absent.
+fn header_count(properties: &BasicProperties, name: &str) -> u32 {
     properties
         .headers()
         .as_ref()
-        .and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned())
+        .and_then(|h| h.inner().get(name).cloned())
         .and_then(|v| match v {
             AMQPValue::LongUInt(n) => Some(n),
             AMQPValue::LongInt(n) => u32::try_from(n).ok(),

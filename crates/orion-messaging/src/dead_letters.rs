@@ -19,7 +19,10 @@ use orion_persistence::dead_letters::{self, DeadLetter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{ATTEMPTS_HEADER, Broker, ERROR_HEADER, ORIGIN_HEADER, Publisher, Result, Topology};
+use crate::dependencies::Database;
+use crate::{
+    ATTEMPTS_HEADER, Broker, ERROR_HEADER, Error, ORIGIN_HEADER, Publisher, Result, Topology,
+};
 
 /// Drains the parking queue into the database.
 #[derive(Debug, Clone)]
@@ -42,7 +45,13 @@ impl DeadLetterKeeper {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut failures: u32 = 0;
+        let database = Database::new(self.pool.clone());
+        let queue = self.topology.dead_queue();
         loop {
+            // Parked messages wait in the queue, untouched, while there is nowhere to keep them.
+            if !database.wait_until_up(&mut shutdown, &queue).await {
+                break;
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 result = self.session() => match result {
@@ -92,15 +101,19 @@ impl DeadLetterKeeper {
                     delivery.acker.ack(BasicAckOptions::default()).await?;
                 }
                 Err(error) => {
+                    // Neither dropped nor retried in a loop: the message (and every one held
+                    // behind it) goes back to the queue, and the keeper comes back after a
+                    // pause, once the database answers.
                     tracing::warn!(%error, "cannot store a parked message; it stays in the queue");
-                    delivery
+                    let _ = delivery
                         .acker
                         .nack(BasicNackOptions {
                             requeue: true,
                             ..BasicNackOptions::default()
                         })
-                        .await?;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                        .await;
+                    let _ = channel.close(200, "pausing".into()).await;
+                    return Err(Error::Persistence(error));
                 }
             }
         }

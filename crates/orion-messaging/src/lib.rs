@@ -4,6 +4,7 @@
 mod broker;
 mod consumer;
 pub mod dead_letters;
+mod dependencies;
 mod envelope;
 mod publisher;
 mod readiness;

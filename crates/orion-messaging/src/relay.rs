@@ -96,15 +96,13 @@ impl OutboxRelay {
     /// Claims one batch and publishes it. A broker that cannot be reached ends the round early
     /// with an error; rows that were not published stay unpublished.
     pub async fn relay_once(&self) -> Result<RoundReport> {
-        let now = OffsetDateTime::now_utc();
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(orion_persistence::Error::from)?;
         let batch =
-            outbox::claim_outbox_batch(&mut conn, self.settings.batch, self.settings.lease, now)
-                .await?;
+            outbox::claim_outbox_batch(&mut conn, self.settings.batch, self.settings.lease).await?;
         let mut report = RoundReport {
             claimed: batch.len(),
             ..RoundReport::default()
@@ -132,11 +130,7 @@ impl OutboxRelay {
                     held_back.insert(event.aggregate_id.as_str());
                     // This message is the problem, not the broker: park the row for a while.
                     tracing::warn!(event.id = %event.id, event.type = %event.event_type, %error, "publication failed; will retry");
-                    failed.push((
-                        event.seq,
-                        error.to_string(),
-                        OffsetDateTime::now_utc() + backoff(event.attempts),
-                    ));
+                    failed.push((event.seq, error.to_string(), backoff(event.attempts)));
                 }
                 Err(error) => {
                     // The broker is unreachable: give the rest back at once and stop this round.
@@ -153,8 +147,8 @@ impl OutboxRelay {
             metrics::counter!("outbox_published_total").increment(report.published as u64);
         }
         report.failed = failed.len();
-        for (seq, error, retry_at) in &failed {
-            outbox::mark_failed(&mut conn, *seq, error, *retry_at).await?;
+        for (seq, error, backoff) in &failed {
+            outbox::mark_failed(&mut conn, *seq, error, *backoff).await?;
         }
         outbox::release_claims(&mut conn, &unsent).await?;
         outcome.map(|()| report)

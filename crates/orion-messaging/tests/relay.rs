@@ -199,21 +199,21 @@ async fn an_unroutable_event_is_parked_with_its_error_not_retried_in_a_loop(pool
 async fn a_crashed_relays_claim_comes_back_after_its_lease(pool: Pool) {
     record(&pool, &adjusted("A", 1)).await;
     let mut conn = pool.acquire().await.unwrap();
-    let now = OffsetDateTime::now_utc();
-    let claimed = outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30), now)
+    let lease = time::Duration::milliseconds(500);
+    let claimed = outbox::claim_outbox_batch(&mut conn, 10, lease)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
     // The claimer dies here. Within the lease nobody else gets the row...
     assert!(
-        outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30), now)
+        outbox::claim_outbox_batch(&mut conn, 10, lease)
             .await
             .unwrap()
             .is_empty()
     );
-    // ...after it, the row is claimable again.
-    let later = now + time::Duration::seconds(31);
-    let reclaimed = outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30), later)
+    // ...after it (on the database's clock), the row is claimable again.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let reclaimed = outbox::claim_outbox_batch(&mut conn, 10, lease)
         .await
         .unwrap();
     assert_eq!(reclaimed.len(), 1);
@@ -228,12 +228,12 @@ async fn a_relay_never_claims_an_event_whose_predecessor_another_relay_holds(poo
     let lease = time::Duration::seconds(30);
     let now = OffsetDateTime::now_utc();
     let mut conn = pool.acquire().await.unwrap();
-    let first = outbox::claim_outbox_batch(&mut conn, 1, lease, now)
+    let first = outbox::claim_outbox_batch(&mut conn, 1, lease)
         .await
         .unwrap();
     assert_eq!(first.iter().map(|e| e.id).collect::<Vec<_>>(), [a1]);
     // A's first is with the other relay: A's second must wait; B's is free.
-    let second = outbox::claim_outbox_batch(&mut conn, 10, lease, now)
+    let second = outbox::claim_outbox_batch(&mut conn, 10, lease)
         .await
         .unwrap();
     assert_eq!(second.iter().map(|e| e.id).collect::<Vec<_>>(), [b1]);
@@ -241,8 +241,32 @@ async fn a_relay_never_claims_an_event_whose_predecessor_another_relay_holds(poo
     outbox::mark_published(&mut conn, &[first[0].seq], now)
         .await
         .unwrap();
-    let third = outbox::claim_outbox_batch(&mut conn, 10, lease, now)
+    let third = outbox::claim_outbox_batch(&mut conn, 10, lease)
         .await
         .unwrap();
     assert_eq!(third.iter().map(|e| e.id).collect::<Vec<_>>(), [a2]);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_blocked_busy_aggregate_does_not_stall_the_others(pool: Pool) {
+    // A busy item: its first event is backing off after a failed publication, and a hundred more
+    // wait behind it, older than anything else in the outbox.
+    let mut busy = Vec::new();
+    for n in 0..101 {
+        busy.push(record(&pool, &adjusted("BUSY", n)).await);
+    }
+    let other = record(&pool, &adjusted("OTHER", 1)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let head = outbox::claim_outbox_batch(&mut conn, 1, time::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(head.iter().map(|e| e.id).collect::<Vec<_>>(), [busy[0]]);
+    outbox::mark_failed(&mut conn, head[0].seq, "nacked", time::Duration::minutes(5))
+        .await
+        .unwrap();
+    // A batch smaller than the busy item's backlog still reaches the other aggregate.
+    let next = outbox::claim_outbox_batch(&mut conn, 10, time::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), [other]);
 }

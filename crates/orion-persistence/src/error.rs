@@ -62,6 +62,34 @@ impl Error {
         };
         matches!(code.as_deref(), Some("40001" | "40P01"))
     }
+
+    /// The database could not be reached or is shutting down, restarting or overloaded: the
+    /// request or message was not at fault and succeeds unchanged once the database is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(e) | Self::Constraint { source: e, .. } => sqlx_unavailable(e),
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a driver error means "the database is away" rather than "this statement is wrong".
+pub fn sqlx_unavailable(error: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match error {
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
+        // The server closed the connection under us (it was stopped or restarted).
+        E::Protocol(_) => true,
+        E::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01-57P03: administrator or crash shutdown,
+            // cannot connect now; 53300: too many connections; 57014: a statement timeout,
+            // which is how a stalled database shows up.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014")
+        }),
+        _ => false,
+    }
 }
 
 impl From<sqlx::Error> for Error {

@@ -26,7 +26,7 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, sqlx_unavailable};
 pub use sqlx::{PgConnection, PgPool as Pool};
 
 /// Every migration in `migrations/`, embedded at build time.
@@ -44,18 +44,38 @@ pub struct Versioned<T> {
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     create_database_if_missing(url).await?;
     let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("orion").options([
+        // Nothing Orion runs takes long; a statement that does is stuck behind a lock or a
+        // stalled server, and the caller is better off with an error it can retry.
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        // A transaction left open by a stalled or killed client releases its row locks.
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        ),
+        ("lock_timeout", LOCK_TIMEOUT),
+    ]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.application_name("orion"))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
         .await?;
     Ok(pool)
 }
+
+/// Longest wait for a pooled connection. Pools are sized so a healthy process never waits long;
+/// a timeout means the database is away (or overloaded), which callers treat as "unavailable".
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_TIMEOUT: &str = "30s";
+const LOCK_TIMEOUT: &str = "20s";
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
 
 /// Applies pending migrations. Safe to run from several processes at once: the migrator takes an
 /// advisory lock.
 #[tracing::instrument(skip_all)]
 pub async fn migrate(pool: &PgPool) -> Result<()> {
+    // The pool's statement timeout applies here too: a migration that rewrites a large table
+    // starts with its own `SET statement_timeout`.
     MIGRATOR.run(pool).await?;
     Ok(())
 }

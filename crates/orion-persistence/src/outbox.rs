@@ -27,21 +27,27 @@ pub struct PendingEvent {
 
 /// Claims up to `limit` publishable events for `lease`, oldest first.
 ///
-/// Order per aggregate: the oldest unpublished rows are picked (skipping rows another relay is
-/// claiming right now), and a picked row is claimed only if every earlier unpublished row of its
-/// aggregate was picked too. So a batch may hold several events of one order, which the caller
-/// publishes in `seq` order, but never an event whose predecessor is with another relay.
+/// Order per aggregate: a row is a candidate only if no earlier unpublished row of its aggregate
+/// is held (by another relay's lease, or backing off after a failure), so the limit is spent on
+/// rows that can go now and a blocked aggregate never stalls the others. Of the candidates, a row
+/// is claimed only if every earlier unpublished row of its aggregate is claimed with it. So a
+/// batch may hold several events of one order, which the caller publishes in `seq` order, but
+/// never an event whose predecessor is with another relay. Leases are on the database's clock,
+/// which every relay shares, whatever its own host's clock says.
 pub async fn claim_outbox_batch(
     conn: &mut PgConnection,
     limit: i64,
     lease: Duration,
-    now: OffsetDateTime,
 ) -> Result<Vec<PendingEvent>> {
     let rows = sqlx::query!(
         r#"with picked as materialized (
                select c.seq, c.aggregate_id from outbox c
                where c.published_at is null
-                 and (c.claimed_until is null or c.claimed_until < $2)
+                 and (c.claimed_until is null or c.claimed_until < now())
+                 and not exists (
+                     select 1 from outbox h
+                     where h.aggregate_id = c.aggregate_id and h.published_at is null
+                       and h.seq < c.seq and h.claimed_until >= now())
                order by c.seq
                limit $1
                for update skip locked
@@ -54,13 +60,13 @@ pub async fn claim_outbox_batch(
                      and e.seq not in (select seq from picked))
            )
            update outbox o
-           set claimed_until = $3, attempts = o.attempts + 1
+           set claimed_until = now() + $2::float8 * interval '1 millisecond',
+               attempts = o.attempts + 1
            from eligible
            where o.seq = eligible.seq
            returning o.seq, o.id, o.aggregate_id, o.event_type, o.payload, o.headers, o.created_at, o.attempts"#,
         limit,
-        now,
-        now + lease,
+        lease.as_seconds_f64() * 1000.0,
     )
     .fetch_all(conn)
     .await?;
@@ -97,19 +103,19 @@ pub async fn mark_published(
     Ok(())
 }
 
-/// Records a failed publication and keeps the row away until `retry_at`, so a poison row is
-/// retried with backoff instead of spinning.
+/// Records a failed publication and keeps the row away for `backoff` (on the database's clock),
+/// so a poison row is retried with backoff instead of spinning.
 pub async fn mark_failed(
     conn: &mut PgConnection,
     seq: i64,
     error: &str,
-    retry_at: OffsetDateTime,
+    backoff: Duration,
 ) -> Result<()> {
     sqlx::query!(
-        "update outbox set last_error = $2, claimed_until = $3 where seq = $1",
+        "update outbox set last_error = $2, claimed_until = now() + $3::float8 * interval '1 millisecond' where seq = $1",
         seq,
         error,
-        retry_at
+        backoff.as_seconds_f64() * 1000.0,
     )
     .execute(conn)
     .await?;

@@ -15,7 +15,7 @@ pub(crate) async fn connection(
 ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, ApiError> {
     pool.acquire()
         .await
-        .map_err(|e| unavailable(orion_persistence::Error::from(e)))
+        .map_err(|e| ApiError::database_unavailable(orion_persistence::Error::from(e)))
 }
 
 /// Begins a transaction, as a problem when the database is unavailable.
@@ -24,7 +24,7 @@ pub(crate) async fn begin(
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
     pool.begin()
         .await
-        .map_err(|e| unavailable(orion_persistence::Error::from(e)))
+        .map_err(|e| ApiError::database_unavailable(orion_persistence::Error::from(e)))
 }
 
 /// Commits, mapping failure to a problem.
@@ -45,9 +45,4 @@ pub(crate) fn display_name<'a>(field: &str, raw: &'a str) -> Result<&'a str, Api
         ));
     }
     Ok(name)
-}
-
-pub(crate) fn unavailable(error: orion_persistence::Error) -> ApiError {
-    tracing::warn!(%error, "database unavailable");
-    ApiError::Unavailable("the database is unavailable; retry shortly".into())
 }

@@ -8,8 +8,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::templates::Rendered;
 use crate::{Error, Result};
 
-/// Longest wait for the SMTP server on one message.
+/// Longest wait for one reply of the SMTP server.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a whole conversation about one message may take (connect, envelope, data).
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An SMTP client with a connection pool.
 #[derive(Clone)]
@@ -56,9 +58,14 @@ impl Mailer {
                 email.html.clone(),
             ))
             .map_err(|e| Error::Mail(format!("cannot build the message: {e}")))?;
-        self.transport
-            .send(message)
+        tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message))
             .await
+            .map_err(|_| {
+                Error::Mail(format!(
+                    "the SMTP server did not finish within {} s",
+                    SEND_TIMEOUT.as_secs()
+                ))
+            })?
             .map_err(|e| Error::Mail(e.to_string()))?;
         Ok(())
     }

@@ -255,22 +255,17 @@ impl EmailHandler {
             .send(&letter.recipient, &message_id, &rendered)
             .await;
 
+        if sent.is_ok() {
+            self.record_sent(&outcome, &message_id, metadata).await?;
+            metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "sent")
+                .increment(1);
+            tracing::info!(email.kind = kind.as_str(), delivery.id = %delivery.id, "email sent");
+            return Ok(());
+        }
         let now = crate::now();
         let mut tx = self.pool.begin().await?;
         match sent {
-            Ok(()) => {
-                emails::mark_sent(&mut tx, delivery.id, &message_id, now).await?;
-                let event = DomainEvent::EmailSent(outcome.report(None));
-                events::record_event(&mut tx, &event, metadata, now).await?;
-                if let Some(id) = inbox_id {
-                    inbox::record_message(&mut tx, CONSUMER, id).await?;
-                }
-                tx.commit().await?;
-                metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "sent")
-                    .increment(1);
-                tracing::info!(email.kind = kind.as_str(), delivery.id = %delivery.id, "email sent");
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(error) if outcome.attempts < self.settings.max_attempts && error.is_transient() => {
                 let retry_at = now + time::Duration::seconds(5);
                 emails::mark_attempt_failed(
@@ -290,6 +285,44 @@ impl EmailHandler {
             Err(error) => {
                 self.give_up(tx, &outcome, &error.to_string(), metadata, now)
                     .await
+            }
+        }
+    }
+
+    /// Records that the SMTP server took the message. The email is out: a database that is away
+    /// right now must not turn it into a failed (or, worse, a resent) one, so the record is tried
+    /// again until the database answers, within the send lease that keeps other workers off it.
+    async fn record_sent(
+        &self,
+        outcome: &Outcome,
+        message_id: &str,
+        metadata: &EventMetadata,
+    ) -> Result<()> {
+        let give_up_at = tokio::time::Instant::now() + RECORD_WINDOW;
+        let mut wait = std::time::Duration::from_millis(250);
+        loop {
+            let recorded = async {
+                let now = crate::now();
+                let mut tx = self.pool.begin().await?;
+                emails::mark_sent(&mut tx, outcome.delivery_id, message_id, now).await?;
+                let event = DomainEvent::EmailSent(outcome.report(None));
+                events::record_event(&mut tx, &event, metadata, now).await?;
+                if let Some(id) = outcome.inbox_id {
+                    inbox::record_message(&mut tx, CONSUMER, id).await?;
+                }
+                tx.commit().await?;
+                Ok::<(), Error>(())
+            }
+            .await;
+            match recorded {
+                Err(error)
+                    if error.is_unavailable() && tokio::time::Instant::now() < give_up_at =>
+                {
+                    tracing::warn!(delivery.id = %outcome.delivery_id, %error, "email sent but the database is away; recording it again shortly");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return other,
             }
         }
     }
@@ -339,5 +372,13 @@ impl Outcome {
     }
 }
 
-/// Longest an SMTP conversation may hold a delivery: the transport gives up after 10 s.
-const SEND_LEASE: time::Duration = time::Duration::seconds(15);
+/// How long a sent email's record is retried while the database is away. It stays below the
+/// consumer's handler timeout, so the handler itself reports the outage.
+const RECORD_WINDOW: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Longest a delivery stays with the worker that started sending it: the whole SMTP conversation
+/// (bounded by the mailer) and then the record of its outcome (bounded by `RECORD_WINDOW`). Only
+/// a worker that died leaves a delivery `sending` past its lease.
+const SEND_LEASE: time::Duration = time::Duration::seconds(
+    mailer::SEND_TIMEOUT.as_secs() as i64 + RECORD_WINDOW.as_secs() as i64 + 10,
+);

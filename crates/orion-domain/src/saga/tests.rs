@@ -96,8 +96,9 @@ fn cancellation_compensates_what_each_step_holds() {
     assert_eq!(commands, [C::ReserveStock], "nothing held yet");
     assert!(!saga.is_finished(), "the reservation request is still out");
 
+    // The payment call is out: whatever the provider may hold for the order is voided too.
     let (_, commands) = run(&[E::StockReserved, E::CancelRequested]);
-    assert_eq!(&commands[3..], [C::ReleaseStock]);
+    assert_eq!(&commands[3..], [C::VoidPayment, C::ReleaseStock]);
 
     let (saga, commands) = run(&[E::StockReserved, E::PaymentAuthorized, E::CancelRequested]);
     assert_eq!(&commands[4..], [C::VoidPayment, C::ReleaseStock]);
@@ -141,13 +142,54 @@ fn a_step_times_out_only_after_its_deadline() {
         payment_deadline,
         t0() + Duration::seconds(1) + SagaDeadlines::default().authorize_payment
     );
-    let (failed, commands) = reserved
+    // Overdue means "no progress yet" (the system may have been down): the step is resumed,
+    // never failed, and looked at again one deadline later.
+    let (resumed, commands) = reserved
         .handle(E::DeadlineChecked, payment_deadline)
         .unwrap();
+    assert_eq!(resumed.step(), SagaStep::AuthorizingPayment);
+    assert_eq!(commands, [C::AuthorizePayment]);
+    assert_eq!(
+        resumed.deadline(),
+        Some(payment_deadline + SagaDeadlines::default().authorize_payment)
+    );
+    let (resumed, commands) = saga.handle(E::DeadlineChecked, deadline).unwrap();
+    assert_eq!(resumed.step(), SagaStep::ReservingStock);
+    assert_eq!(commands, [C::ReserveStock]);
+}
+
+#[test]
+fn only_a_provider_that_keeps_not_answering_fails_the_order_with_timeout() {
+    let (mut saga, _) = run(&[E::StockReserved]);
+    let attempts = SagaDeadlines::default().payment_attempts;
+    for _ in 1..attempts {
+        let (next, commands) = saga.handle(E::PaymentUnanswered, t0()).unwrap();
+        assert_eq!(next.step(), SagaStep::AuthorizingPayment);
+        assert!(commands.is_empty());
+        assert!(next.awaits_payment());
+        saga = next;
+    }
+    let (failed, commands) = saga.handle(E::PaymentUnanswered, t0()).unwrap();
     assert_eq!(failed.failure_reason(), Some(FailureReason::Timeout));
+    // The provider may hold an authorization it never reported: void by the order's key.
     assert_eq!(
         commands,
-        [C::ReleaseStock, C::FailOrder(FailureReason::Timeout)]
+        [
+            C::VoidPayment,
+            C::ReleaseStock,
+            C::FailOrder(FailureReason::Timeout)
+        ]
+    );
+    // A late authorization is voided again; a late decline changes nothing.
+    let (late, commands) = failed.handle(E::PaymentAuthorized, t0()).unwrap();
+    assert_eq!(commands, [C::VoidPayment]);
+    assert!(late.is_finished());
+    assert!(
+        failed
+            .handle(E::PaymentDeclined, t0())
+            .unwrap()
+            .1
+            .is_empty()
     );
 }
 
@@ -290,6 +332,8 @@ enum World {
     Deliver,
     /// Time passes and the sweeper looks.
     Tick(i64),
+    /// The provider does not answer the call that is out.
+    Unanswered,
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -299,6 +343,7 @@ fn world() -> impl Strategy<Value = World> {
         1 => Just(World::Ship),
         1 => Just(World::Deliver),
         2 => (0i64..120).prop_map(World::Tick),
+        1 => Just(World::Unanswered),
     ]
 }
 
@@ -375,8 +420,10 @@ impl Shell {
         let now = self.now;
         for command in commands {
             match command {
-                C::ReserveStock => self.outstanding.push(Request::Reserve),
-                C::AuthorizePayment => self.outstanding.push(Request::Authorize),
+                // The real shell makes a repeated request idempotent (the reservation by order,
+                // the authorization by its key): one of each is out at most.
+                C::ReserveStock => self.request(Request::Reserve),
+                C::AuthorizePayment => self.request(Request::Authorize),
                 C::MarkOrderReserved => {
                     self.order
                         .mark_reserved(now)
@@ -413,11 +460,27 @@ impl Shell {
                         item.ship(line.quantity).expect("shipped stock was held");
                     }
                 }
-                C::VoidPayment => {
-                    assert!(self.authorized, "voiding a payment that is not authorized");
-                    self.authorized = false;
-                }
+                // Voids by the order's key: whatever the provider holds, possibly nothing.
+                C::VoidPayment => self.authorized = false,
             }
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        if !self.outstanding.contains(&request) {
+            self.outstanding.push(request);
+        }
+    }
+
+    fn unanswered(&mut self) {
+        if let Some(at) = self
+            .outstanding
+            .iter()
+            .position(|r| *r == Request::Authorize)
+        {
+            self.outstanding.remove(at);
+            self.feed(E::PaymentUnanswered)
+                .expect("the saga accepts a provider that did not answer its call");
         }
     }
 
@@ -465,6 +528,7 @@ impl Shell {
                 self.now += Duration::seconds(seconds);
                 let _ = self.feed(E::DeadlineChecked);
             }
+            World::Unanswered => self.unanswered(),
         }
     }
 
