@@ -148,8 +148,9 @@ async fn a_failing_handler_is_retried_then_parked_and_a_replay_works_once_fixed(
 ) {
     let api = TestApi::spawn(&options).await;
     let pool = api.pool().await;
-    // Break the saga's table: every attempt fails with a database error, which is retryable.
-    sqlx::query("alter table order_sagas rename to order_sagas_away")
+    // Break the reservations' table: every attempt fails with a database error, which is
+    // retryable (and not an outage: the database answers).
+    sqlx::query("alter table inventory_reservations rename to inventory_reservations_away")
         .execute(&pool)
         .await
         .unwrap();
@@ -177,7 +178,10 @@ async fn a_failing_handler_is_retried_then_parked_and_a_replay_works_once_fixed(
     assert_eq!(parked["attempts"], 5, "tried five times with backoff");
     assert_eq!(parked["queue"], api.topology.queue(WorkQueue::Saga));
     assert!(
-        parked["error"].as_str().unwrap().contains("order_sagas"),
+        parked["error"]
+            .as_str()
+            .unwrap()
+            .contains("inventory_reservations"),
         "the error says what failed: {parked}"
     );
     assert_eq!(parked["replay_count"], 0);
@@ -192,7 +196,7 @@ async fn a_failing_handler_is_retried_then_parked_and_a_replay_works_once_fixed(
     assert_eq!(handled, 0, "a failed attempt leaves no inbox row");
 
     // Fixed: the replay goes through, once.
-    sqlx::query("alter table order_sagas_away rename to order_sagas")
+    sqlx::query("alter table inventory_reservations_away rename to inventory_reservations")
         .execute(&pool)
         .await
         .unwrap();

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
+use orion_messaging::WorkQueue;
+
 use crate::support::{ADMIN, Customer, Mailbox, TestApi, TestWorker};
 
 /// (available, reserved) of an item, read over the API.
@@ -150,7 +152,7 @@ async fn a_placed_order_is_reserved_paid_confirmed_and_the_customer_is_told(
         .iter()
         .map(|t| t["event"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["stock_reserved", "payment_authorized"]);
+    assert_eq!(steps, ["started", "stock_reserved", "payment_authorized"]);
     let kinds: Vec<&str> = timeline["events"]
         .as_array()
         .unwrap()
@@ -468,6 +470,7 @@ async fn a_provider_that_never_answers_fails_the_order_with_timeout_and_compensa
     assert_eq!(
         transitions(&api, &customer, &id).await,
         [
+            "started",
             "stock_reserved",
             "payment_unanswered",
             "deadline_checked",
@@ -527,7 +530,7 @@ async fn an_authorization_whose_answer_is_lost_is_found_by_its_key_and_confirms_
         .unwrap();
         assert_eq!(authorized, 1, "one authorization recorded for {id}");
         let events = transitions(&api, &customer, id).await;
-        assert_eq!(events.first().map(String::as_str), Some("stock_reserved"));
+        assert_eq!(events[..2], ["started", "stock_reserved"]);
         assert_eq!(
             events.last().map(String::as_str),
             Some("payment_authorized")
@@ -690,6 +693,56 @@ async fn an_email_the_smtp_server_never_takes_is_retried_then_marked_failed(
         .await
         .unwrap();
     assert_eq!(parked, 0, "an email gives up before its message is parked");
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_order_whose_placed_message_is_lost_is_still_carried_to_the_end(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    // The saga is written with the order, due one second after placement.
+    let api = TestApi::spawn_with(&options, &["--reserve-timeout-seconds", "1"]).await;
+    let customer = api.register_customer().await;
+    let pool = api.pool().await;
+    let id = place(
+        &api,
+        &customer,
+        &json!({"items": [{"sku": "SKU-2", "quantity": 1}]}),
+    )
+    .await;
+    // Published, then lost before any worker saw it: the saga queue is purged.
+    for _ in 0..100 {
+        let unpublished: i64 =
+            sqlx::query_scalar("select count(*) from outbox where published_at is null")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if unpublished == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let channel = api.channel().await;
+    let purged = channel
+        .queue_purge(
+            api.topology.queue(WorkQueue::Saga).as_str().into(),
+            lapin::options::QueuePurgeOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "the order.placed message was in the queue");
+
+    // No message will ever wake this order's saga; the sweeper finds it by its deadline.
+    let worker = TestWorker::spawn(&api, &[]).await;
+    api.wait_for_status(&customer.token, &id, &["confirmed"])
+        .await;
+    let events = transitions(&api, &customer, &id).await;
+    assert_eq!(
+        events,
+        ["deadline_checked", "stock_reserved", "payment_authorized"]
+    );
     worker.stop().await;
     api.stop().await;
 }

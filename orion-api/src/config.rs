@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, defaults};
+use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, SagaArgs, defaults};
 
 /// Orion's REST API.
 #[derive(Debug, clap::Parser)]
@@ -47,6 +47,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub amqp: AmqpArgs,
+
+    #[command(flatten)]
+    pub saga: SagaArgs,
 
     /// HMAC secret for access tokens; prod refuses the development default and anything under 32 bytes.
     #[arg(long, env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]

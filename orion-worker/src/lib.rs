@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, defaults};
+use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, SagaArgs, defaults};
 use orion_messaging::dead_letters::DeadLetterKeeper;
 use orion_messaging::{
     Broker, ConsumerSettings, OutboxRelay, Publisher, QueueConsumer, RelaySettings, Topology,
@@ -74,11 +74,8 @@ pub struct Config {
     )]
     pub public_url: String,
 
-    /// Seconds the stock reservation step may go without progress before the sweeper resumes
-    /// it (an order whose `order.placed` was delayed by an outage is reserved then, not failed).
-    #[arg(long, env = "ORION_SAGA_RESERVE_TIMEOUT_SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..=86_400))]
-    pub reserve_timeout_seconds: u32,
+    #[command(flatten)]
+    pub saga: SagaArgs,
 
     /// Seconds one call to the payment provider may take; a call that takes longer counts as
     /// unanswered. An attempt makes three calls (by the same idempotency key); an unanswered
@@ -194,7 +191,7 @@ pub async fn run(
             config.payment_fault,
         )),
         SagaSettings::new(
-            Duration::from_secs(u64::from(config.reserve_timeout_seconds)),
+            config.saga.reserve_step(),
             Duration::from_secs(u64::from(config.payment_timeout_seconds)),
             config.payment_attempts,
             Duration::from_millis(u64::from(config.sweep_interval_ms)),

@@ -32,7 +32,7 @@ use orion_messaging::{Envelope, HandlerError};
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::inventory::{self, StockLevel};
 use orion_persistence::payments::{self, Payment, PaymentStatus};
-use orion_persistence::{PgConnection, Pool, inbox, orders, read_models, sagas};
+use orion_persistence::{PgConnection, Pool, inbox, orders, sagas};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -204,6 +204,9 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             let metadata = metadata.clone();
             Box::pin(async move {
                 let now = now();
+                // The saga's lock first, as on every path: the payment row's foreign key locks
+                // the order, and the sweeper holds a saga while it waits for its order.
+                sagas::lock_saga(tx, request.order_id).await?;
                 if let Some(payment) = &payment {
                     // A second copy of the answer (another delivery asked too) records nothing
                     // new; the saga still hears it and ignores it, or voids a late authorization.
@@ -382,7 +385,12 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             now,
         };
         let (mut saga, version, mut commands) = match stored {
-            Some(stored) => (stored.value, Some(stored.version), VecDeque::new()),
+            // The deadlines are the worker's to set, whoever wrote the saga.
+            Some(stored) => (
+                stored.value.with_deadlines(self.settings.deadlines),
+                Some(stored.version),
+                VecDeque::new(),
+            ),
             None => match run.order.status() {
                 OrderStatus::Pending => {
                     let (saga, commands) = OrderSaga::start(order_id, self.settings.deadlines, now);
@@ -400,6 +408,9 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         run.execute(&mut saga, &mut commands).await?;
         let mut inputs: Vec<SagaEvent> = saga.missed_decisions(run.order.status());
         match trigger {
+            // The saga placement wrote begins with the first message about its order (unless
+            // a missed decision, a cancellation, ended it first).
+            Trigger::OrderEvent if saga.awaits_start() => inputs.push(SagaEvent::Started),
             Trigger::OrderEvent => {}
             Trigger::Payment(reply) => inputs.push(reply),
             Trigger::Deadline => inputs.push(SagaEvent::DeadlineChecked),
@@ -643,10 +654,15 @@ impl<P: PaymentProvider + 'static> Run<'_, P> {
     ) -> Result<()> {
         let previous = self.order.status();
         let event = change(self.order, self.now)?;
-        let version = orders::save_order_status(self.tx, self.order).await?;
-        self.record(event).await?;
-        read_models::project_order(self.tx, self.order, Some(previous), version).await?;
-        tracing::info!(order.id = %self.order.id(), from = %previous, to = %self.order.status(), "order status changed");
+        orders::save_transition(
+            self.tx,
+            self.order,
+            previous,
+            &event,
+            self.metadata,
+            self.now,
+        )
+        .await?;
         Ok(())
     }
 

@@ -85,6 +85,24 @@ impl DatabaseArgs {
     }
 }
 
+/// When an order's saga is due. Placement (in the API) writes every order's saga with this
+/// deadline, and the worker resumes a reservation step that made no progress for this long; the
+/// two processes read the same setting.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SagaArgs {
+    /// Seconds the stock reservation step may go without progress before the worker's sweeper
+    /// resumes it (an order whose `order.placed` was delayed, parked or lost is begun then).
+    #[arg(long, env = "ORION_SAGA_RESERVE_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub reserve_timeout_seconds: u32,
+}
+
+impl SagaArgs {
+    pub fn reserve_step(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.reserve_timeout_seconds))
+    }
+}
+
 /// RabbitMQ connection settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AmqpArgs {

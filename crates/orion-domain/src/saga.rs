@@ -175,8 +175,10 @@ pub enum SagaEvent {
     Delivered,
     /// The sweeper asks whether the current step is overdue.
     DeadlineChecked,
-    /// The payment provider did not answer one authorization call (unreachable or too slow).
+    /// The provider did not answer one authorization call (unreachable or too slow).
     PaymentUnanswered,
+    /// The shell found the saga that placement wrote and begins it.
+    Started,
 }
 
 impl SagaEvent {
@@ -191,6 +193,7 @@ impl SagaEvent {
             Self::Delivered => "delivered",
             Self::DeadlineChecked => "deadline_checked",
             Self::PaymentUnanswered => "payment_unanswered",
+            Self::Started => "started",
         }
     }
 }
@@ -265,6 +268,35 @@ impl OrderSaga {
             history: Vec::new(),
         };
         (saga, vec![SagaCommand::ReserveStock])
+    }
+
+    /// The saga as placement writes it, in the order's own transaction: nothing requested yet,
+    /// but due by the reservation deadline, so the sweeper begins it even if the `order.placed`
+    /// message is never handled (parked, lost, or its queue purged).
+    pub fn placed(order_id: OrderId, deadlines: SagaDeadlines, now: OffsetDateTime) -> OrderSaga {
+        OrderSaga {
+            order_id,
+            step: SagaStep::ReservingStock,
+            failure_reason: None,
+            stock: StockState::NotRequested,
+            payment: PaymentState::NotRequested,
+            deadline: Some(now + deadlines.reserve_stock),
+            deadlines,
+            payment_unanswered: 0,
+            history: Vec::new(),
+        }
+    }
+
+    /// The same saga under the shell's deadlines, which are its to set (placement only guessed):
+    /// the current step's deadline stands, the next ones follow the new durations.
+    pub fn with_deadlines(mut self, deadlines: SagaDeadlines) -> OrderSaga {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// Whether the saga was written at placement and nothing has begun it yet.
+    pub fn awaits_start(&self) -> bool {
+        self.step == SagaStep::ReservingStock && self.stock == StockState::NotRequested
     }
 
     /// The saga of an order that was cancelled before its saga began: it ends at once, having
@@ -346,7 +378,9 @@ impl OrderSaga {
     /// where it was after a crash, an outage or a lost message.
     pub fn pending_action(&self) -> Option<SagaCommand> {
         match self.step {
-            SagaStep::ReservingStock if self.stock == StockState::Requested => {
+            SagaStep::ReservingStock
+                if matches!(self.stock, StockState::Requested | StockState::NotRequested) =>
+            {
                 Some(SagaCommand::ReserveStock)
             }
             SagaStep::AuthorizingPayment if self.payment == PaymentState::Requested => {
@@ -418,9 +452,17 @@ impl OrderSaga {
                 self.enter(S::Cancelled, now);
                 self.compensate()
             }
+            (S::ReservingStock, E::Started) if self.stock == StockState::NotRequested => {
+                self.stock = StockState::Requested;
+                self.enter(S::ReservingStock, now);
+                vec![SagaCommand::ReserveStock]
+            }
             (S::ReservingStock | S::AuthorizingPayment, E::DeadlineChecked) => {
                 match (self.deadline, self.pending_action()) {
                     (Some(deadline), Some(action)) if now >= deadline => {
+                        if self.stock == StockState::NotRequested {
+                            self.stock = StockState::Requested;
+                        }
                         // No progress for a whole deadline: resume the step, and look again
                         // after another one.
                         self.enter(self.step, now);

@@ -2,11 +2,13 @@
 
 use orion_domain::order::OrderParts;
 use orion_domain::{
-    Currency, CustomerId, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Sku,
+    Currency, CustomerId, DomainEvent, Money, Order, OrderId, OrderLine, OrderStatus, Quantity, Sku,
 };
 use sqlx::PgConnection;
+use time::OffsetDateTime;
 
-use crate::{Error, Result};
+use crate::events::{self, EventMetadata};
+use crate::{Error, Result, read_models};
 
 /// Writes a newly placed order and its lines.
 #[tracing::instrument(skip_all, fields(order.id = %order.id()))]
@@ -161,4 +163,22 @@ pub async fn payment_token(conn: &mut PgConnection, id: OrderId) -> Result<Optio
     .fetch_optional(conn)
     .await?;
     Ok(token.flatten())
+}
+
+/// Saves an order's status change the one way the API and the worker both do: the new status
+/// (optimistically, [`Error::VersionConflict`] if the order moved meanwhile), its event in the
+/// event log and the outbox, and the read models, all in the caller's transaction.
+pub async fn save_transition(
+    conn: &mut PgConnection,
+    order: &Order,
+    previous: OrderStatus,
+    event: &DomainEvent,
+    metadata: &EventMetadata,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let version = save_order_status(conn, order).await?;
+    events::record_event(conn, event, metadata, now).await?;
+    read_models::project_order(conn, order, Some(previous), version).await?;
+    tracing::info!(order.id = %order.id(), from = %previous, to = %order.status(), "order status changed");
+    Ok(())
 }

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use orion_auth::{Principal, Scope};
 use orion_domain::order::MAX_LINES;
-use orion_domain::{CustomerId, Order, OrderId, OrderLine, OrderSaga, OrderStatus, Quantity, Sku};
+use orion_domain::{
+    CustomerId, Order, OrderId, OrderLine, OrderSaga, OrderStatus, Quantity, SagaDeadlines, Sku,
+};
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::idempotency::{self, StoredResponse};
 use orion_persistence::read_models::{self, OrderFilter, OrderView};
@@ -107,6 +109,14 @@ pub(crate) async fn place_order(
     };
     events::record_event(&mut tx, &placed, &metadata, now).await?;
     read_models::project_order(&mut tx, &order, None, order.version()).await?;
+    // The saga is written with the order, due by the reservation deadline: even if the
+    // `order.placed` message is never handled, the worker's sweeper finds and begins it.
+    let deadlines = SagaDeadlines {
+        reserve_stock: time::Duration::try_from(state.config.saga.reserve_step())
+            .map_err(ApiError::internal)?,
+        ..SagaDeadlines::default()
+    };
+    sagas::insert_saga(&mut tx, &OrderSaga::placed(order.id(), deadlines, now)).await?;
     let response = OrderResponse::from(&order);
     if let Some(key) = &idempotency_key {
         let stored = StoredResponse {
@@ -475,23 +485,20 @@ async fn transition(
         let previous = order.status();
         let now = crate::now();
         let event = change(&mut order, now)?;
-        let version = match orders::save_order_status(&mut tx, &order).await {
-            Ok(version) => version,
+        let metadata = EventMetadata {
+            correlation_id: Some(id),
+            ..EventMetadata::default()
+        };
+        match orders::save_transition(&mut tx, &order, previous, &event, &metadata, now).await {
+            Ok(()) => {}
             Err(orion_persistence::Error::VersionConflict { .. })
                 if attempt < TRANSITION_ATTEMPTS =>
             {
                 continue;
             }
             Err(e) => return Err(e.into()),
-        };
-        let metadata = EventMetadata {
-            correlation_id: Some(id),
-            ..EventMetadata::default()
-        };
-        events::record_event(&mut tx, &event, &metadata, now).await?;
-        read_models::project_order(&mut tx, &order, Some(previous), version).await?;
+        }
         commit(tx).await?;
-        tracing::info!(order.id = %id, from = %previous, to = %order.status(), "order status changed");
         return Ok(Json(OrderResponse::from(&order)));
     }
     Err(ApiError::Conflict("the order kept changing; retry".into()))

@@ -194,6 +194,30 @@ fn only_a_provider_that_keeps_not_answering_fails_the_order_with_timeout() {
 }
 
 #[test]
+fn a_saga_written_at_placement_begins_on_its_first_message_or_at_its_deadline() {
+    let placed = OrderSaga::placed(OrderId::new(), SagaDeadlines::default(), t0());
+    assert!(placed.awaits_start());
+    let (begun, commands) = placed.handle(E::Started, t0()).unwrap();
+    assert_eq!(commands, [C::ReserveStock]);
+    assert_eq!(begun.stock(), StockState::Requested);
+    assert!(begun.handle(E::Started, t0()).is_err(), "begun once");
+    // No message ever came (parked, lost, purged): the sweeper begins it at its deadline.
+    let due = placed.deadline().expect("due by the reservation deadline");
+    assert!(
+        placed
+            .handle(E::DeadlineChecked, due - Duration::seconds(1))
+            .is_err()
+    );
+    let (begun, commands) = placed.handle(E::DeadlineChecked, due).unwrap();
+    assert_eq!(commands, [C::ReserveStock]);
+    assert_eq!(begun.stock(), StockState::Requested);
+    // Cancelled before it began: nothing was taken, nothing is owed.
+    let (cancelled, commands) = placed.handle(E::CancelRequested, t0()).unwrap();
+    assert!(commands.is_empty());
+    assert!(cancelled.is_finished());
+}
+
+#[test]
 fn confirmed_orders_have_no_deadline() {
     let (saga, _) = run(&[E::StockReserved, E::PaymentAuthorized]);
     assert_eq!(saga.deadline(), None);
