@@ -11,7 +11,7 @@ use crate::{Error, Result};
 /// Longest wait for one reply of the SMTP server.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a whole conversation about one message may take (connect, envelope, data).
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An SMTP client with a connection pool.
 #[derive(Clone)]

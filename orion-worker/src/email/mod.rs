@@ -9,6 +9,7 @@
 mod mailer;
 mod templates;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use orion_domain::events::EmailDelivery;
@@ -53,6 +54,10 @@ pub struct EmailHandler {
     mailer: Mailer,
     templates: Arc<Templates>,
     settings: EmailSettings,
+    /// Deliveries this process sent whose record could not be written yet (the database was
+    /// away): when their message comes back, they are recorded sent, not taken for deliveries
+    /// a dead worker left behind.
+    sent_unrecorded: Arc<std::sync::Mutex<HashSet<uuid::Uuid>>>,
 }
 
 impl EmailHandler {
@@ -67,7 +72,15 @@ impl EmailHandler {
             mailer,
             templates,
             settings,
+            sent_unrecorded: Arc::default(),
         }
+    }
+
+    fn sent_unrecorded(&self) -> std::sync::MutexGuard<'_, HashSet<uuid::Uuid>> {
+        // A panic elsewhere cannot leave the set half-changed: recover it.
+        self.sent_unrecorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub async fn handle(&self, envelope: Envelope) -> Result<(), HandlerError> {
@@ -212,9 +225,13 @@ impl EmailHandler {
             )
             .await?;
             // Another worker is talking to the SMTP server about it (or was, and died): look
-            // again shortly, until it is done or its lease ends.
+            // again shortly, until it is done or its lease ends. One this process sent itself
+            // only waits for its record.
+            let ours = self.sent_unrecorded().contains(&delivery.id);
             match delivery.next_attempt_at {
-                Some(lease) if delivery.status == DeliveryStatus::Sending && lease > now => {
+                Some(lease)
+                    if delivery.status == DeliveryStatus::Sending && lease > now && !ours =>
+                {
                     drop(tx);
                     let wait = (lease - now)
                         .unsigned_abs()
@@ -231,7 +248,12 @@ impl EmailHandler {
             attempts: u32::try_from(delivery.attempts).unwrap_or(0) + 1,
             inbox_id,
         };
+        let message_id = format!("{}@orion", letter.dedupe_key.replace([':', '@'], "."));
         match delivery.status {
+            DeliveryStatus::Sending if self.sent_unrecorded().contains(&delivery.id) => {
+                drop(tx);
+                return self.record_sent(&outcome, &message_id, metadata).await;
+            }
             DeliveryStatus::Sent | DeliveryStatus::Failed => {
                 if let Some(id) = inbox_id {
                     inbox::record_message(&mut tx, CONSUMER, id).await?;
@@ -249,7 +271,6 @@ impl EmailHandler {
         emails::mark_sending(&mut tx, delivery.id, now + SEND_LEASE, now).await?;
         tx.commit().await?;
 
-        let message_id = format!("{}@orion", letter.dedupe_key.replace([':', '@'], "."));
         let sent = self
             .mailer
             .send(&letter.recipient, &message_id, &rendered)
@@ -322,7 +343,16 @@ impl EmailHandler {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
-                other => return other,
+                Err(error) => {
+                    // Still away: the message goes back to the queue, and its next delivery
+                    // here records the send instead of doubting it.
+                    self.sent_unrecorded().insert(outcome.delivery_id);
+                    return Err(error);
+                }
+                Ok(()) => {
+                    self.sent_unrecorded().remove(&outcome.delivery_id);
+                    return Ok(());
+                }
             }
         }
     }
@@ -372,13 +402,13 @@ impl Outcome {
     }
 }
 
-/// How long a sent email's record is retried while the database is away. It stays below the
-/// consumer's handler timeout, so the handler itself reports the outage.
-const RECORD_WINDOW: std::time::Duration = std::time::Duration::from_secs(90);
+/// How long a sent email's record is retried in place while the database is away; after that the
+/// message goes back to the queue and this process records the send when it returns.
+const RECORD_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest a delivery stays with the worker that started sending it: the whole SMTP conversation
 /// (bounded by the mailer) and then the record of its outcome (bounded by `RECORD_WINDOW`). Only
 /// a worker that died leaves a delivery `sending` past its lease.
 const SEND_LEASE: time::Duration = time::Duration::seconds(
-    mailer::SEND_TIMEOUT.as_secs() as i64 + RECORD_WINDOW.as_secs() as i64 + 10,
+    mailer::SEND_TIMEOUT.as_secs() as i64 + RECORD_WINDOW.as_secs() as i64 + 5,
 );
