@@ -427,7 +427,34 @@ async fn listing_pages_with_a_cursor_and_filters_by_status(
         filtered["items"][0]["id"].as_str(),
         Some(cancelled.as_str())
     );
+    // By reference, as shown in emails and the admin panel: the id's random end, any case.
+    let wanted = &placed[3];
+    let reference = wanted.replace('-', "")[22..].to_owned();
+    for typed in [reference.to_uppercase(), reference.to_lowercase()] {
+        let found: Value = api
+            .get(&format!("/api/orders?reference={typed}"), Some(&token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [wanted.as_str()],
+            "orders placed together are told apart"
+        );
+    }
     for bad in [
+        "/api/orders?reference=0123",
+        "/api/orders?reference=",
+        "/api/orders?reference=XYZXYZXYZX",
         "/api/orders?status=lost",
         "/api/orders?limit=0",
         "/api/orders?limit=101",

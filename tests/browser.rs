@@ -87,6 +87,17 @@ async fn the_admin_panel_follows_orders_live_and_restocks_in_a_real_browser(
     .unwrap();
     eprintln!("confirmed → shown in the admin panel: {latency_ms} ms");
 
+    // Orders placed in the same minute are told apart by their reference, and found by it.
+    let (_, someone_else) = api.new_customer().await;
+    let other = api.place_order(&someone_else, &[("SKU-4", 1)]).await;
+    api.wait_for_status(&someone_else, other["id"].as_str().unwrap(), &["confirmed"])
+        .await;
+    let reference = id.replace('-', "")[22..].to_uppercase();
+    browser.send(json!({"search": reference})).await;
+    let searched = expect(&mut browser, "searched", Duration::from_secs(15)).await;
+    assert_eq!(searched["found"], json!([id]), "{searched}");
+    assert!(searched["cleared"].as_u64() > Some(1), "{searched}");
+
     // Restocking from the table updates the row from the hub, and the catalog agrees.
     browser
         .send(json!({"restock": "SKU-4", "quantity": 5}))

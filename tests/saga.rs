@@ -126,6 +126,12 @@ async fn a_placed_order_is_reserved_paid_confirmed_and_the_customer_is_told(
 
     let mailbox = Mailbox::new();
     let confirmed = mailbox.wait_for(&customer.email, "is confirmed").await;
+    // The subject names the order by its reference, the random end of its id.
+    let reference = id.replace('-', "")[22..].to_uppercase();
+    assert_eq!(
+        confirmed["subject"].as_str(),
+        Some(format!("Your order {reference} is confirmed").as_str())
+    );
     assert!(
         confirmed["text"]
             .as_str()

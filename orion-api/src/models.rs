@@ -176,6 +176,10 @@ pub struct OrderListQuery {
     /// Only orders in this status; empty for all.
     #[param(value_type = Option<StatusName>)]
     pub status: Option<String>,
+    /// Only the order with this reference: the ten characters shown in emails and the admin
+    /// panel (the last ten hex digits of the order's id), any case.
+    #[param(pattern = "^[0-9A-Fa-f]{10}$")]
+    pub reference: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,

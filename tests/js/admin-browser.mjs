@@ -6,8 +6,8 @@
 //
 // It writes one JSON line per step to stdout and reads commands from stdin, one JSON object per
 // line: {"expectOrder": id, "status": "confirmed", "withinMs": 2000}, {"restock": sku,
-// "quantity": n}, {"customerPage": {"email", "password", "orderId"}}, {"phone": true},
-// {"stop": true}. Screenshots go to ORION_ARTIFACTS.
+// "quantity": n}, {"search": reference}, {"customerPage": {"email", "password", "orderId"}},
+// {"phone": true}, {"stop": true}. Screenshots go to ORION_ARTIFACTS.
 
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -98,6 +98,29 @@ async function expectOrder({ expectOrder: id, status, withinMs }) {
   };
 }
 
+// Types an order's reference into the feed's search box; answers the rows it then shows, and
+// the rows after the box is cleared again.
+async function search({ search: reference }) {
+  const box = admin.locator('[data-role="reference-search"]');
+  const rows = () =>
+    admin.$$eval("#orders tbody tr[data-order-id]", (trs) => trs.map((tr) => tr.dataset.orderId));
+  await box.fill(reference.toLowerCase());
+  await admin.waitForFunction(
+    () => document.querySelectorAll("#orders tbody tr[data-order-id]").length === 1,
+    null,
+    { timeout: 5000 },
+  );
+  const found = await rows();
+  const screenshot = await shot(admin, "admin-search.png");
+  await box.fill("");
+  await admin.waitForFunction(
+    () => document.querySelectorAll("#orders tbody tr[data-order-id]").length > 1,
+    null,
+    { timeout: 5000 },
+  );
+  return { event: "searched", found, cleared: (await rows()).length, screenshot };
+}
+
 async function restock({ restock: sku, quantity }) {
   const row = admin.locator(`#stock tr[data-sku="${sku}"]`);
   const available = async () =>
@@ -167,6 +190,7 @@ for await (const line of commands) {
   try {
     if (command.expectOrder) emit(await expectOrder(command));
     else if (command.restock) emit(await restock(command));
+    else if (command.search) emit(await search(command));
     else if (command.customerPage) emit(await customerPage(command));
     else if (command.phone) emit(await phone());
   } catch (error) {

@@ -61,7 +61,35 @@ uuid_id!(
     /// Identifies an order for its whole life.
     OrderId
 );
+impl OrderId {
+    /// Digits in an order's reference.
+    pub const REFERENCE_LEN: usize = 10;
+
+    /// The short reference people read, say and search by: the id's last ten hex digits, in
+    /// capitals. A UUID v7 starts with a timestamp (every order of the same minute shares its
+    /// first eight digits) and ends with random bits, so the end tells orders apart.
+    pub fn reference(&self) -> String {
+        let hex = self.0.simple().to_string();
+        hex[hex.len() - Self::REFERENCE_LEN..].to_uppercase()
+    }
+}
+
 uuid_id!(
     /// Identifies a customer (a user account with the `customer` or `admin` role).
     CustomerId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_placed_together_have_references_that_differ() {
+        let ids: Vec<OrderId> = (0..1000).map(|_| OrderId::new()).collect();
+        let references: std::collections::HashSet<String> =
+            ids.iter().map(OrderId::reference).collect();
+        assert_eq!(references.len(), ids.len());
+        let id: OrderId = "01a23473-0000-7000-8000-00c0ffee1234".parse().unwrap();
+        assert_eq!(id.reference(), "C0FFEE1234");
+    }
+}

@@ -29,6 +29,8 @@ pub struct OrderFilter {
     /// Only this customer's orders; `None` for everyone's.
     pub customer_id: Option<Uuid>,
     pub status: Option<String>,
+    /// Only the order with this reference (`OrderId::reference`, any case).
+    pub reference: Option<String>,
     /// Continue after this (created_at, order_id), newest first.
     pub after: Option<(OffsetDateTime, Uuid)>,
 }
@@ -141,6 +143,7 @@ pub async fn list_order_views(
            where ($1::uuid is null or customer_id = $1)
              and ($2::text is null or status = $2)
              and ($3::timestamptz is null or (created_at, order_id) < ($3, $4::uuid))
+             and ($6::text is null or right(replace(order_id::text, '-', ''), 10) = lower($6))
            order by created_at desc, order_id desc
            limit $5"#,
         filter.customer_id,
@@ -148,6 +151,7 @@ pub async fn list_order_views(
         after_time,
         after_id,
         limit,
+        filter.reference,
     )
     .fetch_all(conn)
     .await?;

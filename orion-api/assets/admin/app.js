@@ -116,7 +116,9 @@
     return h("time", { datetime: iso, title: dateTimeFormat.format(date) }, text);
   }
 
-  const shortId = (id) => (typeof id === "string" ? id.slice(0, 8) : "—");
+  // An id's short reference, as the server makes it (OrderId::reference): its last ten hex digits.
+  // A UUID v7 starts with a timestamp that every order of a minute shares; its end is random.
+  const shortId = (id) => (typeof id === "string" ? id.replaceAll("-", "").slice(-10).toUpperCase() : "—");
   const humanize = (word) => (word ? String(word).replaceAll("_", " ") : "—");
 
   function badge(status) {
@@ -623,19 +625,28 @@
     const columns = $("#orders", section).tHead.rows[0].cells.length;
     const loadMore = $('[data-role="load-more"]', section);
     const filterSelect = $('[data-role="status-filter"]', section);
+    const referenceInput = $('[data-role="reference-search"]', section);
     const orders = new Map();
     const fetching = new Set();
     let nextCursor = null;
     let loadSeq = 0;
 
     const filter = () => filterSelect?.value || "";
-    const matches = (order) => !filter() || order.status === filter();
+    // A complete reference only; a half-typed one filters nothing yet.
+    const reference = () => {
+      const typed = (referenceInput?.value || "").trim().toUpperCase();
+      return /^[0-9A-F]{10}$/.test(typed) ? typed : "";
+    };
+    const filtering = () => Boolean(filter() || reference());
+    const matches = (order) =>
+      (!filter() || order.status === filter()) && (!reference() || (order.id !== undefined && shortId(order.id) === reference()));
     const rowOf = (id) => tbody.querySelector(`tr[data-order-id="${CSS.escape(id)}"]`);
     const render = (order) => orderRow(order, { admin, highlightId });
 
     function query(cursor) {
       const params = new URLSearchParams({ limit: String(ORDERS_PAGE) });
       if (filter()) params.set("status", filter());
+      if (reference()) params.set("reference", reference());
       if (cursor) params.set("cursor", cursor);
       return `/api/orders?${params}`;
     }
@@ -654,7 +665,9 @@
     function renderAll(changed = new Set()) {
       const list = sorted();
       if (!list.length) {
-        const text = filter() ? `No ${filter()} orders.` : admin ? "No orders yet." : "You have no orders yet. Place one above.";
+        const text = reference()
+          ? `No order ${reference()}${filter() ? ` that is ${filter()}` : ""}.`
+          : filter() ? `No ${filter()} orders.` : admin ? "No orders yet." : "You have no orders yet. Place one above.";
         tbody.replaceChildren(emptyRow(columns, text));
       } else {
         const rows = list.map(render);
@@ -684,7 +697,7 @@
       for (const [id, local] of orders) {
         if (fresh.has(id) || !matches(local)) continue;
         const at = millis(local.created_at);
-        if (!filter() || at > newestAt || (page.next_cursor && at < oldestAt)) fresh.set(id, local);
+        if (!filtering() || at > newestAt || (page.next_cursor && at < oldestAt)) fresh.set(id, local);
       }
       orders.clear();
       fresh.forEach((order, id) => orders.set(id, order));
@@ -815,11 +828,21 @@
     });
 
     loadMore.addEventListener("click", () => loadOlder().catch(reportError));
-    filterSelect?.addEventListener("change", () => {
+    const reload = () => {
       orders.clear();
       nextCursor = null;
       tbody.replaceChildren(emptyRow(columns, "Loading…"));
       load().catch(reportError);
+    };
+    filterSelect?.addEventListener("change", reload);
+    // Searches once a whole reference is typed, and shows everything again when it is cleared.
+    let searched = "";
+    referenceInput?.addEventListener("input", () => {
+      if (reference() === searched) return;
+      const typed = referenceInput.value.trim();
+      if (typed && !reference()) return;
+      searched = reference();
+      reload();
     });
     $('[data-role="refresh"]', section)?.addEventListener("click", () => load().catch(reportError));
 

@@ -271,7 +271,7 @@ fn request_hash(body: &PlaceOrderRequest) -> String {
     params(OrderListQuery),
     responses(
         (status = 200, description = "A page of orders, newest first", body = OrderList),
-        (status = 400, description = "Invalid status, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid status, reference, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "An API key without `orders:read`", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -297,11 +297,26 @@ pub(crate) async fn list_orders(
         }
         None => None,
     };
+    let reference = match query.reference {
+        Some(r)
+            if r.len() == OrderId::REFERENCE_LEN && r.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            Some(r)
+        }
+        Some(r) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid reference {r:?}; expected the {} characters shown for an order",
+                OrderId::REFERENCE_LEN
+            )));
+        }
+        None => None,
+    };
     let limit = page_size(query.limit, 20)?;
     let after = after_cursor(query.cursor.as_deref())?;
     let filter = OrderFilter {
         customer_id,
         status,
+        reference,
         after,
     };
     let views =

@@ -189,7 +189,7 @@ impl EmailHandler {
             values: json!({
                 "name": customer.name,
                 "order_id": id,
-                "short_id": id.get(..8).unwrap_or(&id).to_uppercase(),
+                "reference": order_id.reference(),
                 "order_url": format!("{base}/orders/{id}"),
                 "reason": reason,
                 "total": order.total().to_string(),

@@ -144,7 +144,7 @@ mod tests {
         json!({
             "name": name,
             "order_id": "0192f0c2-0000-7000-8000-000000000001",
-            "short_id": "0192F0C2",
+            "reference": "7C1E0B93A2",
             "order_url": "http://127.0.0.1:8080/orders/0192f0c2",
             "reason": "the payment was declined",
             "total": "12.00 USD",
