@@ -63,6 +63,55 @@ async fn anyone_can_read_the_catalog(_: PgPoolOptions, options: PgConnectOptions
 }
 
 #[sqlx::test(migrations = false)]
+async fn a_restock_retried_with_its_idempotency_key_adds_the_units_once(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let admin = api.token(ADMIN).await;
+    let before = api.get_json("/api/inventory/SKU-5", &admin).await["available"]
+        .as_i64()
+        .unwrap();
+    let restock = |quantity: i64, key: &'static str| {
+        api.post(
+            "/api/inventory/SKU-5/restock",
+            Some(&admin),
+            &json!({"quantity": quantity}),
+        )
+        .header("idempotency-key", key)
+        .send()
+    };
+    // The answer was lost on the way back; the client sends the same request again.
+    let first = restock(7, "delivery-4711").await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let again = restock(7, "delivery-4711").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(
+        api.get_json("/api/inventory/SKU-5", &admin).await["available"],
+        before + 7,
+        "added once"
+    );
+    // The same key for another request is a client bug, not a retry.
+    expect_problem(
+        restock(8, "delivery-4711").await.unwrap(),
+        422,
+        "idempotency-key-reused",
+    )
+    .await;
+    let restocks: i64 = sqlx::query_scalar(
+        "select count(*) from event_log where event_type = 'inventory.adjusted' and aggregate_id = 'SKU-5' and data->>'reason' = 'restocked'",
+    )
+    .fetch_one(&api.pool().await)
+    .await
+    .unwrap();
+    assert_eq!(restocks, 1);
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
 async fn admins_create_restock_and_reprice_items_and_each_change_is_an_event(
     _: PgPoolOptions,
     options: PgConnectOptions,

@@ -11,6 +11,7 @@ mod api_inventory;
 mod api_ops;
 mod api_orders;
 mod browser;
+mod chaos;
 mod config;
 mod gateway;
 mod hub;

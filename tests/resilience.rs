@@ -10,7 +10,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::support::{ADMIN, Customer, Mailbox, TestApi, TestWorker, WorkerProcess};
+use crate::support::{
+    ADMIN, Customer, DatabaseOutage, Mailbox, TestApi, TestWorker, WorkerProcess,
+    restart_broker_app,
+};
 
 async fn count(pool: &PgPool, sql: &'static str, order_id: &str) -> i64 {
     sqlx::query_scalar(sql)
@@ -329,7 +332,7 @@ async fn assert_all_settled(api: &TestApi, customer: &Customer, ids: &[String]) 
     // its outcome unknown), and no email went out twice.
     let expected = i64::try_from(ids.len() * 2).unwrap();
     let mut settled = (0, 0);
-    // A delivery a killed worker left `sending` is settled when its lease ends (35 s).
+    // A delivery a killed worker left `sending` is settled when its lease ends (30 s).
     for _ in 0..600 {
         let row = sqlx::query(
             "select count(*) filter (where status = 'sent'), count(*) filter (where status in ('sent', 'failed')) from email_deliveries",
@@ -391,16 +394,6 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing(
     api.stop().await;
 }
 
-/// Restarts the node's RabbitMQ application; every other test on the broker would notice, so
-/// this one runs alone.
-fn restart_broker_app(action: &str) {
-    let status = std::process::Command::new("rabbitmqctl")
-        .arg(action)
-        .status()
-        .expect("rabbitmqctl is installed");
-    assert!(status.success(), "rabbitmqctl {action}");
-}
-
 #[sqlx::test(migrations = false)]
 #[ignore = "restarts the shared broker; `cargo xtask test` runs it alone after the other tests"]
 async fn a_broker_restart_during_a_stream_of_orders_loses_nothing(
@@ -408,7 +401,7 @@ async fn a_broker_restart_during_a_stream_of_orders_loses_nothing(
     options: PgConnectOptions,
 ) {
     let api = TestApi::spawn(&options).await;
-    let worker = TestWorker::spawn(&api, &[]).await;
+    let worker = WorkerProcess::spawn(&api, &[]).await;
     let customer = api.register_customer().await;
     let stream = stream_of_orders(&api, &customer, 40);
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -417,7 +410,8 @@ async fn a_broker_restart_during_a_stream_of_orders_loses_nothing(
     restart_broker_app("start_app");
     let ids = stream.await.unwrap();
     assert_all_settled(&api, &customer, &ids).await;
-    worker.stop().await;
+    // A worker that lived through the restart still stops promptly when asked.
+    worker.terminate_within(Duration::from_secs(15)).await;
     api.stop().await;
 }
 
@@ -483,56 +477,6 @@ fn stream_of_retrying_orders(
         }
         (ids, unavailable)
     })
-}
-
-/// Stops the local PostgreSQL cluster, and starts it again when dropped (also when the test
-/// fails), so the rest of the suite finds it up.
-struct DatabaseOutage {
-    cluster: (String, String),
-}
-
-impl DatabaseOutage {
-    fn begin() -> DatabaseOutage {
-        let listing = std::process::Command::new("pg_lsclusters")
-            .arg("--no-header")
-            .output()
-            .expect("pg_lsclusters runs");
-        let listing = String::from_utf8_lossy(&listing.stdout);
-        let mut fields = listing
-            .lines()
-            .find(|line| line.contains("5432"))
-            .expect("a cluster on port 5432")
-            .split_whitespace();
-        let cluster = (
-            fields.next().unwrap().to_owned(),
-            fields.next().unwrap().to_owned(),
-        );
-        let outage = DatabaseOutage { cluster };
-        outage.ctl("stop");
-        outage
-    }
-
-    fn ctl(&self, action: &str) {
-        let mut command = std::process::Command::new("pg_ctlcluster");
-        command.args([
-            "--skip-systemctl-redirect",
-            &self.cluster.0,
-            &self.cluster.1,
-            action,
-        ]);
-        if action == "stop" {
-            // Connections are cut at once, as a crash or a failover does.
-            command.args(["--", "-m", "fast"]);
-        }
-        let status = command.status().expect("pg_ctlcluster runs");
-        assert!(status.success(), "pg_ctlcluster {action}");
-    }
-}
-
-impl Drop for DatabaseOutage {
-    fn drop(&mut self) {
-        self.ctl("start");
-    }
 }
 
 #[sqlx::test(migrations = false)]

@@ -302,8 +302,7 @@ async fn forward(
     let websocket = is_websocket(request.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut *request));
     let method = request.method().clone();
-    let replayable_method =
-        method.is_idempotent() || request.headers().contains_key("idempotency-key");
+    let replayable_method = is_replayable(&method, request.uri().path(), request.headers());
     let target = request
         .uri()
         .path_and_query()
@@ -467,6 +466,25 @@ impl Payload {
 }
 
 /// The body's announced length; a bodiless method without one has none.
+/// Whether a request may be sent to a second replica after the first failed: HTTP's idempotent
+/// methods, and the commands the API deduplicates by `Idempotency-Key` when they carry one. Any
+/// other POST with the header would be applied twice, so it is not retried.
+fn is_replayable(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    method.is_idempotent()
+        || (*method == Method::POST
+            && headers.contains_key("idempotency-key")
+            && honours_idempotency_key(path))
+}
+
+/// The API's commands that honour `Idempotency-Key`: placing an order and restocking an item.
+fn honours_idempotency_key(path: &str) -> bool {
+    path == "/api/orders"
+        || path
+            .strip_prefix("/api/inventory/")
+            .and_then(|rest| rest.strip_suffix("/restock"))
+            .is_some_and(|sku| !sku.is_empty() && !sku.contains('/'))
+}
+
 fn body_length(headers: &HeaderMap, method: &Method) -> Option<usize> {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         return None;
@@ -822,6 +840,43 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn only_idempotent_methods_and_keyed_commands_the_api_deduplicates_are_replayed() {
+        let mut keyed = HeaderMap::new();
+        keyed.insert("idempotency-key", "k-1".parse().unwrap());
+        let plain = HeaderMap::new();
+        assert!(is_replayable(&Method::GET, "/api/orders", &plain));
+        assert!(is_replayable(
+            &Method::DELETE,
+            "/api/admin/api-keys/1",
+            &plain
+        ));
+        assert!(is_replayable(&Method::POST, "/api/orders", &keyed));
+        assert!(is_replayable(
+            &Method::POST,
+            "/api/inventory/SKU-1/restock",
+            &keyed
+        ));
+        assert!(!is_replayable(&Method::POST, "/api/orders", &plain));
+        // The API ignores the key here: a retry would apply the command twice.
+        assert!(!is_replayable(&Method::POST, "/api/admin/api-keys", &keyed));
+        assert!(!is_replayable(
+            &Method::POST,
+            "/api/orders/1/cancel",
+            &keyed
+        ));
+        assert!(!is_replayable(
+            &Method::POST,
+            "/api/inventory/a/b/restock",
+            &keyed
+        ));
+        assert!(!is_replayable(
+            &Method::PATCH,
+            "/api/inventory/SKU-1",
+            &keyed
+        ));
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {

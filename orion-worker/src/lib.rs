@@ -217,7 +217,18 @@ pub async fn run(
         },
         stopping(),
     ));
-    tasks.spawn(consumer(WorkQueue::Email).run(
+    // An email's handler may wait out an outage to record a send the SMTP server already took.
+    let email_consumer = QueueConsumer::new(
+        broker.clone(),
+        topology.clone(),
+        WorkQueue::Email,
+        ConsumerSettings {
+            handler_timeout: email::HANDLER_TIMEOUT,
+            ..settings.clone()
+        },
+    )
+    .with_database(pool.clone());
+    tasks.spawn(email_consumer.run(
         move |envelope| {
             let handler = email.clone();
             async move { handler.handle(envelope).await }

@@ -31,6 +31,30 @@ pub(crate) struct TestApi {
     pub(crate) amqp: String,
 }
 
+/// The API's command line for the database `db` and the topology under `prefix`, plus `extra`.
+pub(crate) fn api_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
+    let amqp = amqp_url();
+    let mut args: Vec<String> = [
+        "--database-url",
+        db,
+        "--database-max-connections",
+        "20",
+        "--jwt-secret",
+        JWT_SECRET,
+        "--amqp-url",
+        &amqp,
+        "--amqp-prefix",
+        prefix,
+        "--amqp-retry-delays-ms",
+        RETRY_DELAYS_MS,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
 /// Short retry delays for every test process (API and worker must agree on them), so a message
 /// that keeps failing is parked in about a second.
 pub(crate) const RETRY_DELAYS_MS: &str = "100,200,400";
@@ -52,25 +76,9 @@ impl TestApi {
     }
 
     async fn spawn_on(db: String, prefix: String, extra: &[&str]) -> TestApi {
-        let mut args = vec![
-            "orion-api",
-            "--database-url",
-            &db,
-            "--database-max-connections",
-            "20",
-            "--jwt-secret",
-            JWT_SECRET,
-        ];
+        let mut args = vec!["orion-api".to_owned()];
+        args.extend(api_args(&db, &prefix, extra));
         let amqp = amqp_url();
-        args.extend([
-            "--amqp-url",
-            &amqp,
-            "--amqp-prefix",
-            &prefix,
-            "--amqp-retry-delays-ms",
-            RETRY_DELAYS_MS,
-        ]);
-        args.extend_from_slice(extra);
         let config = <orion_api::Cli as clap::Parser>::parse_from(args).config;
         let running =
             Running::start(|listener, stopped| orion_api::run(config, listener, signal(stopped)))

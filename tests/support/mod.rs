@@ -3,14 +3,19 @@
 
 mod api;
 mod app;
+mod faults;
 mod gateway;
 mod hub;
+mod process;
 mod worker;
 
 pub(crate) use api::{
-    ADMIN, CUSTOMER, Customer, JWT_SECRET, REGISTERED_PASSWORD, TestApi, expect_problem, with_token,
+    ADMIN, CUSTOMER, Customer, JWT_SECRET, REGISTERED_PASSWORD, TestApi, amqp_url, api_args,
+    expect_problem, with_token,
 };
 pub(crate) use app::{Running, database_url, signal};
+pub(crate) use faults::{DatabaseOutage, Partition, restart_broker_app};
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, manifest_dir};
+pub(crate) use process::OrionProcess;
 pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess};

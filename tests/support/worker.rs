@@ -1,13 +1,12 @@
 //! orion-worker beside a test's API: in-process (stopped gracefully) or as its own OS process
 //! (which a test can kill), on the API's database and broker prefix; and the mail catcher.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::api::{RETRY_DELAYS_MS, TestApi};
+use super::process::OrionProcess;
 use super::{Running, signal};
 
 /// The SMTP server the tests send to.
@@ -16,21 +15,24 @@ pub(crate) fn smtp_url() -> String {
         .unwrap_or_else(|_| orion_config::defaults::SMTP_URL.to_owned())
 }
 
-/// The worker's command line for `api`, plus `extra` flags.
-fn worker_args(api: &TestApi, extra: &[&str]) -> Vec<String> {
+/// The worker's command line for the database `db` and the topology under `prefix`, plus `extra`
+/// flags.
+fn worker_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
+    let amqp = super::api::amqp_url();
+    let smtp = smtp_url();
     let defaults = [
         "--database-url",
-        &api.db,
+        db,
         "--database-max-connections",
         "20",
         "--amqp-url",
-        &api.amqp,
+        &amqp,
         "--amqp-prefix",
-        api.topology.prefix(),
+        prefix,
         "--amqp-retry-delays-ms",
         RETRY_DELAYS_MS,
         "--smtp-url",
-        &smtp_url(),
+        &smtp,
         "--sweep-interval-ms",
         "100",
         "--public-url",
@@ -55,7 +57,7 @@ pub(crate) struct TestWorker {
 impl TestWorker {
     pub(crate) async fn spawn(api: &TestApi, extra: &[&str]) -> TestWorker {
         let mut args = vec!["orion-worker".to_owned()];
-        args.extend(worker_args(api, extra));
+        args.extend(worker_args(&api.db, api.topology.prefix(), extra));
         let config = <orion_worker::Config as clap::Parser>::parse_from(args);
         let running = Running::start(|listener, stopped| {
             orion_worker::run(config, listener, signal(stopped))
@@ -73,81 +75,35 @@ impl TestWorker {
     }
 }
 
-/// A worker running as its own process, built by `cargo build` next to the test binary.
-pub(crate) struct WorkerProcess {
-    child: tokio::process::Child,
-}
+/// A worker running as its own process, which a test can kill.
+pub(crate) struct WorkerProcess(OrionProcess);
 
 impl WorkerProcess {
     pub(crate) async fn spawn(api: &TestApi, extra: &[&str]) -> WorkerProcess {
-        let binary = worker_binary();
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let mut args = worker_args(api, extra);
-        args.extend(["--listen".to_owned(), listen.to_string()]);
-        let mut child = tokio::process::Command::new(&binary)
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            let ready = client
-                .get(format!("http://{listen}/health/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return WorkerProcess { child };
-            }
-            assert!(
-                child.try_wait().expect("child status").is_none(),
-                "the worker exited during start-up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the worker process did not become ready within 15 s");
+        Self::spawn_on(&api.db, api.topology.prefix(), extra).await
+    }
+
+    /// A worker on the database at `db` (which may be reached through a proxy) and the broker
+    /// topology under `prefix`.
+    pub(crate) async fn spawn_on(db: &str, prefix: &str, extra: &[&str]) -> WorkerProcess {
+        let args = worker_args(db, prefix, extra);
+        WorkerProcess(OrionProcess::spawn("orion-worker", &args, None).await)
     }
 
     /// SIGKILL: no shutdown path runs, in-flight work is simply lost to the process.
-    pub(crate) async fn kill(mut self) {
-        self.child.kill().await.expect("kill the worker");
+    pub(crate) async fn kill(self) {
+        self.0.kill().await;
     }
 
     /// SIGTERM and wait for a clean exit.
-    pub(crate) async fn terminate(mut self) {
-        let pid = self.child.id().expect("running child");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("exits within 30 s")
-            .expect("exit status");
-        assert!(status.success(), "worker exited with {status}");
+    pub(crate) async fn terminate(self) {
+        self.terminate_within(Duration::from_secs(30)).await;
     }
-}
 
-/// `target/<profile>/orion-worker`: the test binary lives in `target/<profile>/deps/`.
-fn worker_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("ORION_TEST_WORKER_BIN") {
-        return PathBuf::from(path);
+    /// SIGTERM, and fail unless the worker exits cleanly within `limit`.
+    pub(crate) async fn terminate_within(self, limit: Duration) {
+        self.0.terminate_within(limit).await;
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("orion-worker"))
-        .expect("target directory");
-    assert!(
-        binary.is_file(),
-        "{} is missing; build it first (`cargo build -p orion-worker`, which `cargo xtask test` does)",
-        binary.display()
-    );
-    binary
 }
 
 /// The mail catcher's REST API.

@@ -4,6 +4,7 @@
 //!   installing them), builds and starts the gateway, two API replicas and the worker, prints the
 //!   URLs and dev accounts, and stops everything on Ctrl-C.
 //! - `cargo xtask test`: provisions the same services, then runs every test of the workspace.
+//! - `cargo xtask chaos`: the fault suite.
 
 // A command-line tool talks to its user on standard output.
 #![allow(clippy::print_stdout)]
@@ -43,6 +44,10 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Run the fault suite: the real processes under a stream of orders through each fault in
+    /// turn (PostgreSQL stopped and restarted, RabbitMQ restarted, processes killed, a lost
+    /// payment answer, a partition). It stops the shared services, so it runs alone.
+    Chaos,
     /// Measure `POST /api/orders` on one replica next to pgbench running the same transaction.
     BenchApi {
         #[arg(long, default_value_t = 16)]
@@ -81,6 +86,7 @@ fn main() {
     let result = match cli.command {
         Task::Up { release } => suite::up(release),
         Task::Test { cargo_args } => suite::test(&cargo_args),
+        Task::Chaos => suite::chaos(),
         Task::SqlxPrepare { check } => suite::sqlx_prepare(check),
         Task::BenchApi {
             concurrency,

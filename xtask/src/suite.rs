@@ -168,44 +168,87 @@ fn redact(raw: &str) -> String {
     }
 }
 
+/// The binaries the tests start as processes of their own (to kill them, or for schemathesis),
+/// built once with the same packages every time so that cargo never rebuilds them.
+const PROCESS_BINARIES: [&str; 4] = ["-p", "orion-api", "-p", "orion-worker"];
+
+fn build_process_binaries() -> Result<()> {
+    step("building orion-api and orion-worker for the tests that run them as processes");
+    workspace::run(
+        workspace::cargo()
+            .arg("build")
+            .args(PROCESS_BINARIES)
+            .env("SQLX_OFFLINE", "true"),
+        "cargo build -p orion-api -p orion-worker",
+    )
+}
+
+/// `cargo test` with the environment every test run gets: the services' addresses, offline
+/// query data, and none of the developer's own `ORION_*` settings.
+fn test_command(urls: &Urls, chromium: Option<&std::path::Path>, args: &[&str]) -> Result<Command> {
+    let mut command = workspace::cargo();
+    command.arg("test").args(args);
+    // The tests build their own configuration; a developer's ORION_* settings must not leak in.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ORION_") {
+            command.env_remove(name);
+        }
+    }
+    let mail_host = services::Endpoint::from_url(&urls.smtp)
+        .map_or_else(|_| "127.0.0.1".to_owned(), |e| e.host);
+    command
+        .env("SQLX_OFFLINE", "true")
+        .env("DATABASE_URL", urls.maintenance_database()?)
+        .env("ORION_TEST_AMQP_URL", &urls.amqp)
+        .env("ORION_TEST_SMTP_URL", &urls.smtp)
+        .env(
+            "ORION_TEST_MAIL_API",
+            format!("http://{mail_host}:{MAIL_UI_PORT}"),
+        );
+    if let Some(chromium) = chromium {
+        command.env("ORION_TEST_CHROMIUM", chromium);
+    }
+    Ok(command)
+}
+
+/// The fault suite: Orion's processes under a stream of orders through each fault in turn
+/// (`tests/chaos.rs`). It stops PostgreSQL and RabbitMQ, so it runs alone.
+pub(crate) fn chaos() -> Result<()> {
+    let urls = Urls::from_env();
+    let mut supervisor = Supervisor::default();
+    provision(&urls, &mut supervisor)?;
+    build_process_binaries()?;
+    step("the fault suite: every fault in turn under a stream of orders (about 8 minutes)");
+    let mut chaos = test_command(
+        &urls,
+        None,
+        &[
+            "-p",
+            "orion-tests",
+            "--test",
+            "e2e",
+            "chaos::",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+    )?;
+    let result = workspace::run(&mut chaos, "the fault suite");
+    supervisor.stop_all();
+    result?;
+    println!("==> the fault suite passed");
+    Ok(())
+}
+
 pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
     let urls = Urls::from_env();
     let mut supervisor = Supervisor::default();
     provision(&urls, &mut supervisor)?;
-
-    // The crash tests start the worker binary as a process of its own, to kill it.
-    step("building orion-worker for the crash tests");
-    workspace::run(
-        workspace::cargo()
-            .args(["build", "-p", "orion-worker"])
-            .env("SQLX_OFFLINE", "true"),
-        "cargo build -p orion-worker",
-    )?;
+    build_process_binaries()?;
     services::ensure_js_clients()?;
     let chromium = services::ensure_chromium()?;
-    let test_command = |args: &[&str]| -> Result<Command> {
-        let mut command = workspace::cargo();
-        command.arg("test").args(args);
-        // The tests build their own configuration; a developer's ORION_* settings must not leak in.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ORION_") {
-                command.env_remove(name);
-            }
-        }
-        let mail_host = services::Endpoint::from_url(&urls.smtp)
-            .map_or_else(|_| "127.0.0.1".to_owned(), |e| e.host);
-        command
-            .env("SQLX_OFFLINE", "true")
-            .env("DATABASE_URL", urls.maintenance_database()?)
-            .env("ORION_TEST_AMQP_URL", &urls.amqp)
-            .env("ORION_TEST_SMTP_URL", &urls.smtp)
-            .env("ORION_TEST_CHROMIUM", &chromium)
-            .env(
-                "ORION_TEST_MAIL_API",
-                format!("http://{mail_host}:{MAIL_UI_PORT}"),
-            );
-        Ok(command)
-    };
+    let test_command = |args: &[&str]| test_command(&urls, Some(chromium.as_path()), args);
     step("running every test in the workspace");
     let mut all = test_command(&["--workspace"])?;
     all.args(cargo_args);
@@ -223,6 +266,9 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
             "--",
             "--ignored",
             "--test-threads=1",
+            // The fault suite has its own command.
+            "--skip",
+            "chaos::",
         ])?;
         workspace::run(&mut alone, "cargo test (disruptive)")?;
         schemathesis(&urls, &mut supervisor)
@@ -238,12 +284,7 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
 fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
     step("schemathesis against the served OpenAPI document");
     let schemathesis = services::install_schemathesis()?;
-    workspace::run(
-        workspace::cargo()
-            .args(["build", "-p", "orion-api"])
-            .env("SQLX_OFFLINE", "true"),
-        "cargo build -p orion-api",
-    )?;
+    build_process_binaries()?;
     let binary = workspace::target_dir()?.join("debug/orion-api");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -45,6 +45,18 @@ impl Broker {
         self.connect(&mut connection).await.map(drop)
     }
 
+    /// Closes both connections; the next use opens new ones. The broker hands every unacked
+    /// delivery of a closed connection back to its queue.
+    pub async fn close(&self) {
+        for slot in [&self.consuming, &self.publishing] {
+            if let Some(connection) = slot.lock().await.take() {
+                let _ =
+                    tokio::time::timeout(CHANNEL_TIMEOUT, connection.close(200, "closing".into()))
+                        .await;
+            }
+        }
+    }
+
     /// A new channel for consuming (and declaring).
     pub async fn channel(&self) -> Result<Channel> {
         self.open_channel(&self.consuming).await

@@ -36,9 +36,11 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The quorum queue's count of earlier deliveries of a message that were not acked.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
-/// Deliveries without a settlement after which a message is parked unhandled. Generous: a
-/// message also goes back unsettled when its consumer pauses for an outage or loses the broker.
-const UNSETTLED_DELIVERY_LIMIT: u32 = 20;
+/// Deliveries without a settlement after which a message is parked unhandled. Generous, since a
+/// message also goes back unsettled when its consumer pauses for an outage or loses the broker,
+/// but below RabbitMQ 4's default quorum-queue delivery limit (20), past which the broker itself
+/// would drop the message.
+const UNSETTLED_DELIVERY_LIMIT: u32 = 10;
 
 /// Header counting how many times a message has failed.
 pub const ATTEMPTS_HEADER: &str = "x-orion-attempts";

@@ -114,8 +114,17 @@ impl Fixture {
         None
     }
 
-    async fn queue_is_empty(&self) -> bool {
-        let channel = self.broker.channel().await.unwrap();
+    /// Stops the consumer and closes its connection, which hands every delivery it had not
+    /// acked back to the queue; then counts the messages in the queue. Only acked messages are
+    /// gone, so zero proves the acks (a "ready" count read while the consumer runs would not).
+    async fn left_after_closing(mut self) -> u32 {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
+            .await
+            .expect("stops within 10 s")
+            .unwrap();
+        self.broker.close().await;
+        let channel = broker().channel().await.unwrap();
         let queue = channel
             .queue_declare(
                 self.topology.queue(WorkQueue::Saga).as_str().into(),
@@ -127,7 +136,8 @@ impl Fixture {
             )
             .await
             .unwrap();
-        queue.message_count() == 0 && queue.consumer_count() <= 1
+        self.topology.delete(&channel).await.unwrap();
+        queue.message_count()
     }
 
     async fn stop(mut self) {
@@ -168,8 +178,7 @@ async fn handled_messages_are_acked() {
     }
     wait_until(|| seen.load(Ordering::SeqCst) == 5).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(fixture.queue_is_empty().await);
-    fixture.stop().await;
+    assert_eq!(fixture.left_after_closing().await, 0, "all five acked");
 }
 
 #[tokio::test]
@@ -225,6 +234,50 @@ async fn a_message_that_keeps_failing_is_parked_with_its_error() {
 }
 
 #[tokio::test]
+async fn a_handler_that_panics_is_retried_then_parked_while_others_flow() {
+    let settings = ConsumerSettings {
+        max_attempts: 2,
+        ..ConsumerSettings::default()
+    };
+    let handled = Arc::new(AtomicU32::new(0));
+    let counter = handled.clone();
+    let poison = envelope();
+    let poison_id = poison.id;
+    let fixture = Fixture::start(settings, move |envelope: Envelope| {
+        let counter = counter.clone();
+        async move {
+            assert_ne!(
+                envelope.id, poison_id,
+                "a handler bug this message sets off"
+            );
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await;
+    fixture.publish(&poison).await;
+    for _ in 0..3 {
+        fixture.publish(&envelope()).await;
+    }
+    let parked = fixture.dead_letter().await.expect("parked");
+    assert_eq!(
+        Envelope::from_bytes(&parked.delivery.data).unwrap().id,
+        poison_id
+    );
+    let headers = parked.delivery.properties.headers().clone().unwrap();
+    assert_eq!(
+        headers.inner().get(ATTEMPTS_HEADER),
+        Some(&AMQPValue::LongUInt(2))
+    );
+    assert!(
+        matches!(headers.inner().get(ERROR_HEADER), Some(AMQPValue::LongString(e)) if e.to_string().contains("panicked")),
+        "{headers:?}"
+    );
+    wait_until(|| handled.load(Ordering::SeqCst) == 3).await;
+    fixture.stop().await;
+}
+
+#[tokio::test]
 async fn undecodable_messages_are_parked_at_once() {
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
@@ -265,7 +318,7 @@ async fn shutdown_finishes_and_acks_the_message_in_flight() {
     .await;
     fixture.publish(&envelope()).await;
     wait_until(|| started.load(Ordering::SeqCst) == 1).await;
-    let broker = fixture.broker.clone();
+    let consumer_broker = fixture.broker.clone();
     let topology = fixture.topology.clone();
     fixture.stop_without_cleanup().await;
     assert_eq!(
@@ -273,7 +326,10 @@ async fn shutdown_finishes_and_acks_the_message_in_flight() {
         1,
         "the handler ran to the end before the consumer stopped"
     );
-    let channel = broker.channel().await.unwrap();
+    // Closing the consumer's connection hands back whatever it had not acked: only an ack keeps
+    // the message from coming back.
+    consumer_broker.close().await;
+    let channel = broker().channel().await.unwrap();
     let left = channel
         .basic_get(
             topology.queue(WorkQueue::Saga).as_str().into(),

@@ -2,15 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use orion_domain::events::{AdjustmentReason, InventoryAdjusted, LowStock};
 use orion_domain::{Currency, DomainEvent, InventoryItem, Money, Quantity, Sku};
 use orion_persistence::events::{self, EventMetadata};
+use orion_persistence::idempotency::{self, StoredResponse};
 use orion_persistence::inventory;
 
 use super::pagination::page_size;
-use super::{begin, commit, connection};
+use super::{begin, commit, connection, idempotent};
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
@@ -137,31 +138,50 @@ pub(crate) async fn create_item(
 }
 
 /// Add received units to an item's stock (admins).
+///
+/// With an `Idempotency-Key`, a retry of the same restock (same key, SKU and body from the same
+/// caller) returns the first answer instead of adding the units twice; the same key with another
+/// request is refused.
 #[utoipa::path(post, path = "/api/inventory/{sku}/restock", tag = "inventory",
     security(("bearer" = [])),
-    params(("sku" = String, Path, description = "The item's SKU")),
+    params(("sku" = String, Path, description = "The item's SKU"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters")),
     request_body = RestockRequest,
     responses(
         (status = 200, description = "Restocked", body = InventoryItemResponse),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid quantity", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid quantity, or an Idempotency-Key reused with another request", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn restock(
     State(state): State<AppState>,
     auth: Auth,
+    headers: HeaderMap,
     ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<RestockRequest>,
-) -> Result<Json<InventoryItemResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     auth.require_admin()?;
+    let key = idempotent::key(&headers)?;
     let sku = parse_sku(&sku)?;
     let quantity =
         Quantity::parse(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
-    change_item(&state, &sku, AdjustmentReason::Restocked, |item| {
+    let retry = key.map(|key| Retry {
+        principal: auth.0.key(),
+        key,
+        fingerprint: idempotent::fingerprint(&("restock", sku.as_str(), body.quantity)),
+    });
+    change_item(&state, &sku, AdjustmentReason::Restocked, retry, |item| {
         item.restock(quantity).map_err(ApiError::from)
     })
     .await
+}
+
+/// What makes a command safe to retry: who asked, with which key, for what.
+struct Retry {
+    principal: String,
+    key: String,
+    fingerprint: String,
 }
 
 /// Change an item's name, price or low-stock threshold (admins).
@@ -181,7 +201,7 @@ pub(crate) async fn patch_item(
     auth: Auth,
     ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<PatchItemRequest>,
-) -> Result<Json<InventoryItemResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     auth.require_admin()?;
     let sku = parse_sku(&sku)?;
     let name = match body.name.as_deref().map(str::trim) {
@@ -210,7 +230,7 @@ pub(crate) async fn patch_item(
         (None, Some(_)) => AdjustmentReason::ThresholdChanged,
         (None, None) => AdjustmentReason::Renamed,
     };
-    change_item(&state, &sku, reason, move |item| {
+    change_item(&state, &sku, reason, None, move |item| {
         if let Some(price) = price {
             if price.currency() != item.price().currency() {
                 return Err(ApiError::field(
@@ -236,10 +256,17 @@ async fn change_item(
     state: &AppState,
     sku: &Sku,
     reason: AdjustmentReason,
+    retry: Option<Retry>,
     change: impl Fn(&mut InventoryItem) -> Result<(), ApiError>,
-) -> Result<Json<InventoryItemResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     for attempt in 1..=SAVE_ATTEMPTS {
         let mut tx = begin(&state.pool).await?;
+        if let Some(retry) = &retry
+            && let Some(stored) =
+                idempotency::lock_and_find(&mut tx, &retry.principal, &retry.key).await?
+        {
+            return idempotent::replay(&stored, &retry.fingerprint, None);
+        }
         let loaded = inventory::find_item(&mut tx, sku)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no inventory item with SKU {sku}")))?;
@@ -253,8 +280,18 @@ async fn change_item(
             Err(e) => return Err(e.into()),
         }
         record_changes(&mut tx, &item, reason, Some(&loaded.value)).await?;
+        let response = InventoryItemResponse::from(&item);
+        if let Some(retry) = &retry {
+            let stored = StoredResponse {
+                request_hash: retry.fingerprint.clone(),
+                status: 200,
+                body: serde_json::to_value(&response).map_err(ApiError::internal)?,
+                resource_id: None,
+            };
+            idempotency::store(&mut tx, &retry.principal, &retry.key, &stored).await?;
+        }
         commit(tx).await?;
-        return Ok(Json(InventoryItemResponse::from(&item)));
+        return Ok(Json(response).into_response());
     }
     Err(ApiError::Conflict(format!(
         "item {sku} kept changing; retry"

@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod health;
+mod idempotent;
 pub(crate) mod inventory;
 pub(crate) mod orders;
 mod pagination;

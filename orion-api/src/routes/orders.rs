@@ -16,12 +16,11 @@ use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::idempotency::{self, StoredResponse};
 use orion_persistence::read_models::{self, OrderFilter, OrderView};
 use orion_persistence::{inventory, orders, sagas, users};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::pagination::{after_cursor, page_size, split_page};
-use super::{begin, commit, connection};
+use super::{begin, commit, connection, idempotent};
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
@@ -30,7 +29,6 @@ use crate::models::{
     SagaTransitionView, SagaView, Timeline, TimelineEvent,
 };
 
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Attempts at a status change that lost an optimistic-concurrency race (the saga moves orders too).
 const TRANSITION_ATTEMPTS: usize = 3;
 
@@ -61,16 +59,17 @@ pub(crate) async fn place_order(
     ApiJson(body): ApiJson<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
     let customer_id = ordering_customer(&auth.0, body.customer_id)?;
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idempotent::key(&headers)?;
     let wanted = validate_lines(&body)?;
     let payment_token = validate_payment_token(body.payment_token.as_deref())?;
-    let request_hash = request_hash(&body);
+    let request_hash = idempotent::fingerprint(&body);
 
     let mut tx = begin(&state.pool).await?;
     if let Some(key) = &idempotency_key
         && let Some(stored) = idempotency::lock_and_find(&mut tx, &auth.0.key(), key).await?
     {
-        return replay(&stored, &request_hash);
+        let location = stored.resource_id.map(order_location);
+        return idempotent::replay(&stored, &request_hash, location);
     }
     if body.customer_id.is_some()
         && users::find_user(&mut tx, customer_id.as_uuid())
@@ -132,27 +131,17 @@ pub(crate) async fn place_order(
     Ok(accepted(order.id().as_uuid(), Json(response)))
 }
 
+fn order_location(order_id: Uuid) -> String {
+    format!("/api/orders/{order_id}")
+}
+
 fn accepted(order_id: Uuid, body: impl IntoResponse) -> Response {
-    let location = HeaderValue::from_str(&format!("/api/orders/{order_id}")).ok();
+    let location = HeaderValue::from_str(&order_location(order_id)).ok();
     let mut response = (StatusCode::ACCEPTED, body).into_response();
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-fn replay(stored: &StoredResponse, request_hash: &str) -> Result<Response, ApiError> {
-    if stored.request_hash != request_hash {
-        return Err(ApiError::IdempotencyKeyReused);
-    }
-    let order_id = stored.resource_id.unwrap_or_default();
-    let mut response = accepted(order_id, Json(stored.body.clone()));
-    *response.status_mut() =
-        StatusCode::from_u16(stored.status.unsigned_abs()).unwrap_or(StatusCode::ACCEPTED);
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(response)
 }
 
 /// Whose order this is: customers order for themselves; admins for themselves or a named
@@ -180,19 +169,6 @@ fn ordering_customer(
             "this API key lacks the `orders:write` scope".into(),
         )),
     }
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
-    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
-        ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
-    })
 }
 
 /// Checks every line and reports every problem at once.
@@ -253,16 +229,6 @@ fn validate_payment_token(token: Option<&str>) -> Result<Option<&str>, ApiError>
         }
         other => Ok(other),
     }
-}
-
-/// Identifies a placement request for idempotency: the canonical JSON of its body. Keys are only
-/// honoured on `POST /api/orders`, so method and path need not be part of it.
-fn request_hash(body: &PlaceOrderRequest) -> String {
-    let canonical = serde_json::to_vec(body).unwrap_or_default();
-    Sha256::digest(&canonical)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// List orders: customers see their own; admins and `orders:read` keys see everyone's.

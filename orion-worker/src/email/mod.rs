@@ -402,13 +402,19 @@ impl Outcome {
     }
 }
 
-/// How long a sent email's record is retried in place while the database is away; after that the
-/// message goes back to the queue and this process records the send when it returns.
-const RECORD_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a sent email's record is retried in place while the database is away. The message
+/// stays unacknowledged with this worker meanwhile, so no other worker can take it for one a dead
+/// worker left `sending`; only an outage longer than this hands it back (and this process still
+/// records the send if the message comes back to it).
+const RECORD_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Longest a delivery stays with the worker that started sending it: the whole SMTP conversation
-/// (bounded by the mailer) and then the record of its outcome (bounded by `RECORD_WINDOW`). Only
-/// a worker that died leaves a delivery `sending` past its lease.
-const SEND_LEASE: time::Duration = time::Duration::seconds(
-    mailer::SEND_TIMEOUT.as_secs() as i64 + RECORD_WINDOW.as_secs() as i64 + 5,
-);
+/// The email consumer's handler timeout: a send and the record of its outcome through an outage.
+pub const HANDLER_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(mailer::SEND_TIMEOUT.as_secs() + RECORD_WINDOW.as_secs() + 30);
+
+/// Longest another worker keeps off a delivery that is `sending`: the whole SMTP conversation
+/// (bounded by the mailer) and a margin. While the database is away nobody can look at the
+/// delivery anyway; when it is back, the sender records at once. So a delivery found `sending`
+/// past its lease belongs to a worker that died.
+const SEND_LEASE: time::Duration =
+    time::Duration::seconds(mailer::SEND_TIMEOUT.as_secs() as i64 + 10);

@@ -1,0 +1,147 @@
+//! Real faults for the tests that prove Orion survives them: the shared PostgreSQL stopped, the
+//! shared broker restarted, a network path that silently loses every packet. Tests that use the
+//! first two run alone, after every other test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Stops the local PostgreSQL cluster, and starts it again when dropped (also when the test
+/// fails), so the rest of the suite finds it up.
+pub(crate) struct DatabaseOutage {
+    cluster: (String, String),
+}
+
+impl DatabaseOutage {
+    pub(crate) fn begin() -> DatabaseOutage {
+        let listing = std::process::Command::new("pg_lsclusters")
+            .arg("--no-header")
+            .output()
+            .expect("pg_lsclusters runs");
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let mut fields = listing
+            .lines()
+            .find(|line| line.contains("5432"))
+            .expect("a cluster on port 5432")
+            .split_whitespace();
+        let cluster = (
+            fields.next().unwrap().to_owned(),
+            fields.next().unwrap().to_owned(),
+        );
+        let outage = DatabaseOutage { cluster };
+        outage.ctl("stop");
+        outage
+    }
+
+    fn ctl(&self, action: &str) {
+        let mut command = std::process::Command::new("pg_ctlcluster");
+        command.args([
+            "--skip-systemctl-redirect",
+            &self.cluster.0,
+            &self.cluster.1,
+            action,
+        ]);
+        if action == "stop" {
+            // Connections are cut at once, as a crash or a failover does.
+            command.args(["--", "-m", "fast"]);
+        }
+        let status = command.status().expect("pg_ctlcluster runs");
+        assert!(status.success(), "pg_ctlcluster {action}");
+    }
+}
+
+impl Drop for DatabaseOutage {
+    fn drop(&mut self) {
+        self.ctl("start");
+    }
+}
+
+/// Stops or starts the node's RabbitMQ application (`stop_app`, `start_app`); every other test
+/// on the broker would notice, so the tests that do run alone.
+pub(crate) fn restart_broker_app(action: &str) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .arg(action)
+        .status()
+        .expect("rabbitmqctl is installed");
+    assert!(status.success(), "rabbitmqctl {action}");
+}
+
+/// A TCP proxy in front of `upstream` that can be cut: while cut, nothing passes either way and
+/// new connections are taken but never answered — packets silently lost, as in a network
+/// partition, not connections politely refused. When the cut heals, what was waiting flows on,
+/// as TCP retransmission would deliver it.
+pub(crate) struct Partition {
+    address: SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+impl Partition {
+    pub(crate) async fn in_front_of(upstream: SocketAddr) -> Partition {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let address = listener.local_addr().expect("local address");
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    wait_while_cut(&flag).await;
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::join!(
+                        pump(client_read, server_write, flag.clone()),
+                        pump(server_read, client_write, flag)
+                    );
+                });
+            }
+        });
+        Partition { address, cut }
+    }
+
+    /// Where to connect instead of the upstream.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn wait_while_cut(cut: &AtomicBool) {
+    while cut.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Copies one direction; holds what it read while the path is cut.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        wait_while_cut(&cut).await;
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        wait_while_cut(&cut).await;
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
