@@ -21,8 +21,8 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::support::{
-    ADMIN, DatabaseOutage, Mailbox, OrionProcess, Partition, REGISTERED_PASSWORD, Running,
-    WorkerProcess, api_args, database_url, restart_broker_app, spawn_gateway,
+    ADMIN, DatabaseOutage, DropAfterAccept, Mailbox, OrionProcess, Partition, REGISTERED_PASSWORD,
+    Running, WorkerProcess, api_args, database_url, restart_broker_app, spawn_gateway,
 };
 
 /// The item every order takes one unit of; far more than the run can sell.
@@ -53,6 +53,7 @@ enum Fault {
     WorkerKilledThreeTimes,
     ApiReplicaKilled,
     ProviderTimesOutAfterAuthorizing,
+    SmtpDropsAfterAccepting,
     WorkerPartitionedFromDatabase(Duration),
 }
 
@@ -71,6 +72,9 @@ impl Fault {
             Self::ApiReplicaKilled => "an API replica SIGKILLed".into(),
             Self::ProviderTimesOutAfterAuthorizing => {
                 "the payment provider times out after authorizing".into()
+            }
+            Self::SmtpDropsAfterAccepting => {
+                "the SMTP server drops the connection after accepting each message".into()
             }
             Self::WorkerPartitionedFromDatabase(d) => format!(
                 "a worker cut off from PostgreSQL for {} s (packets lost)",
@@ -136,6 +140,7 @@ async fn every_accepted_order_survives_each_fault_in_turn(
         Fault::WorkerKilledThreeTimes,
         Fault::ApiReplicaKilled,
         Fault::ProviderTimesOutAfterAuthorizing,
+        Fault::SmtpDropsAfterAccepting,
         Fault::WorkerPartitionedFromDatabase(Duration::from_secs(30)),
     ] {
         suite.endure(fault).await;
@@ -380,6 +385,33 @@ impl Suite {
                     .terminate_within(STOP_LIMIT)
                     .await;
                 self.workers[0] = Some(self.worker(0, &[]).await);
+            }
+            Fault::SmtpDropsAfterAccepting => {
+                // The first worker's mail goes through a link that breaks after each acceptance.
+                let smtp: SocketAddr = url::Url::parse(&crate::support::smtp_url())
+                    .ok()
+                    .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)))
+                    .and_then(|a| a.parse().ok())
+                    .expect("the mail catcher's SMTP address");
+                let dropper = DropAfterAccept::in_front_of(smtp).await;
+                let through = format!("smtp://{}", dropper.address());
+                self.workers[0]
+                    .take()
+                    .unwrap()
+                    .terminate_within(STOP_LIMIT)
+                    .await;
+                self.workers[0] = Some(self.worker(0, &["--smtp-url", &through]).await);
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                self.workers[0]
+                    .take()
+                    .unwrap()
+                    .terminate_within(STOP_LIMIT)
+                    .await;
+                self.workers[0] = Some(self.worker(0, &[]).await);
+                assert!(
+                    dropper.dropped() > 0,
+                    "the SMTP link broke after an accepted message"
+                );
             }
             Fault::WorkerPartitionedFromDatabase(duration) => {
                 self.partition.cut();

@@ -145,3 +145,91 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+/// A TCP proxy in front of an SMTP server that drops each connection right after the server
+/// accepted a message (its reply to the end of the message data), as a server that crashes just
+/// then, or a link that breaks, would.
+pub(crate) struct DropAfterAccept {
+    address: SocketAddr,
+    dropped: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DropAfterAccept {
+    pub(crate) async fn in_front_of(upstream: SocketAddr) -> DropAfterAccept {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let address = listener.local_addr().expect("local address");
+        let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = dropped.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, client_write) = client.into_split();
+                    let (server_read, mut server_write) = server.into_split();
+                    let message_sent = Arc::new(AtomicBool::new(false));
+                    let sent = message_sent.clone();
+                    // Client to server: note when a message's data has ended ("\r\n.\r\n").
+                    let upstream_pump = async move {
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        let mut tail: Vec<u8> = Vec::new();
+                        loop {
+                            let read = match client_read.read(&mut buffer).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            tail.extend_from_slice(&buffer[..read]);
+                            if tail.windows(5).any(|w| w == b"\r\n.\r\n") {
+                                sent.store(true, Ordering::SeqCst);
+                            }
+                            let keep = tail.len().saturating_sub(4);
+                            tail.drain(..keep);
+                            if server_write.write_all(&buffer[..read]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    // Server to client: once the server accepted the message, pass its reply on
+                    // and hang up.
+                    let downstream_pump = async move {
+                        let mut server_read = server_read;
+                        let mut client_write = client_write;
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            let read = match server_read.read(&mut buffer).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if client_write.write_all(&buffer[..read]).await.is_err() {
+                                break;
+                            }
+                            if message_sent.load(Ordering::SeqCst)
+                                && buffer[..read].starts_with(b"250")
+                            {
+                                count.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                        }
+                        let _ = client_write.shutdown().await;
+                    };
+                    tokio::select! {
+                        () = upstream_pump => {}
+                        () = downstream_pump => {}
+                    }
+                });
+            }
+        });
+        DropAfterAccept { address, dropped }
+    }
+
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Connections dropped right after an accepted message.
+    pub(crate) fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}

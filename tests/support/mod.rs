@@ -14,8 +14,8 @@ pub(crate) use api::{
     expect_problem, with_token,
 };
 pub(crate) use app::{Running, database_url, signal};
-pub(crate) use faults::{DatabaseOutage, Partition, restart_broker_app};
+pub(crate) use faults::{DatabaseOutage, DropAfterAccept, Partition, restart_broker_app};
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, manifest_dir};
 pub(crate) use process::OrionProcess;
-pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess};
+pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess, smtp_url};
