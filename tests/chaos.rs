@@ -572,14 +572,7 @@ async fn check(
     fault: &str,
 ) -> (i64, i64, usize, usize) {
     let total = i64::try_from(orders.len()).unwrap();
-    let statuses: HashMap<String, i64> =
-        sqlx::query("select status, count(*) from orders group by status")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+    let statuses = counts(pool, "select status, count(*) from orders group by status").await;
     let confirmed = statuses.get("confirmed").copied().unwrap_or(0);
     assert_eq!(
         statuses.values().sum::<i64>(),
@@ -619,14 +612,11 @@ async fn check(
         "after {fault}: reservations agree with the counters"
     );
 
-    let payments: HashMap<String, i64> =
-        sqlx::query("select status, count(*) from payments group by status")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+    let payments = counts(
+        pool,
+        "select status, count(*) from payments group by status",
+    )
+    .await;
     // Authorizations equal voids plus confirmed orders: every order here is confirmed, so every
     // authorization is held by one, none voided, none left without an order.
     let authorized = payments.get("authorized").copied().unwrap_or(0);
@@ -706,4 +696,15 @@ async fn check(
         }
     }
     (confirmed, total, received, interrupted)
+}
+
+/// A `select key, count(*) … group by key` as a map.
+async fn counts(pool: &PgPool, sql: &'static str) -> HashMap<String, i64> {
+    sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }

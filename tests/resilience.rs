@@ -373,7 +373,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing(
 ) {
     let api = TestApi::spawn(&options).await;
     let customer = api.register_customer().await;
-    // Short deadlines: an order whose payment died with the worker times out quickly.
+    // Short deadlines: the sweeper soon resumes a payment that died with the worker.
     let flags = [
         "--payment-latency-ms",
         "50",

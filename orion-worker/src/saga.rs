@@ -44,6 +44,9 @@ pub const CONSUMER: &str = "saga";
 /// Times one trigger is re-run when it lost a race (a version conflict or a deadlock).
 const ATTEMPTS: u32 = 5;
 
+/// How long an overdue saga that could not be resumed waits before the sweeper tries again.
+const SWEEP_RETRY: time::Duration = time::Duration::seconds(30);
+
 /// Overdue sagas resumed per sweep round at most.
 const SWEEP_BATCH: usize = 100;
 
@@ -268,14 +271,36 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 correlation_id: Some(order_id.as_uuid()),
                 ..EventMetadata::default()
             };
-            let saga = self
-                .advance(&mut tx, order_id, Trigger::Deadline, &metadata, now())
-                .await?;
-            let payment_due = payment_due(&mut tx, &saga).await?;
-            tx.commit().await?;
+            let advanced = async {
+                let saga = self
+                    .advance(&mut tx, order_id, Trigger::Deadline, &metadata, now())
+                    .await?;
+                payment_due(&mut tx, &saga).await
+            }
+            .await;
+            // Committed or rolled back here, so the saga's lock is gone before any postponing.
+            let resumed = match advanced {
+                Ok(payment_due) => tx.commit().await.map(|()| payment_due).map_err(Error::from),
+                Err(error) => {
+                    let _ = tx.rollback().await;
+                    Err(error)
+                }
+            };
             swept += 1;
-            if let Some(request) = payment_due {
-                self.pay(request, &metadata).await?;
+            let outcome = match resumed {
+                Ok(Some(request)) => self.pay(request, &metadata).await,
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
+                if error.is_unavailable() {
+                    return Err(error);
+                }
+                // This saga's trouble is its own: look at it again later, and get on with the
+                // others, which it must not hold up (it would be first in line every round).
+                tracing::warn!(order.id = %order_id, %error, "could not resume an overdue saga; postponed");
+                let mut conn = self.pool.acquire().await?;
+                sagas::postpone(&mut conn, order_id, SWEEP_RETRY).await?;
             }
         }
         Ok(swept)

@@ -36,6 +36,9 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The quorum queue's count of earlier deliveries of a message that were not acked.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// Headers the broker sets on a delivery, which a re-published copy must not carry over.
+pub(crate) const BROKER_COUNTERS: [&str; 2] = [DELIVERY_COUNT_HEADER, "x-death"];
+
 /// Deliveries without a settlement after which a message is parked unhandled. Generous, since a
 /// message also goes back unsettled when its consumer pauses for an outage or loses the broker,
 /// but below RabbitMQ 4's default quorum-queue delivery limit (20), past which the broker itself
@@ -142,10 +145,9 @@ impl QueueConsumer {
             let session = self.session(handler.clone(), &mut shutdown);
             match session.await {
                 Ok(Stop::Shutdown) => break,
-                Ok(Stop::DependencyDown) => {
-                    failures = 0;
-                    continue;
-                }
+                // A pause is followed by the usual short wait, so that a dependency that answers
+                // the probe but fails the handlers is not hammered in a loop.
+                Ok(Stop::DependencyDown) => failures = 1,
                 Ok(Stop::StreamEnded | Stop::Unsettled) => failures = 0,
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -382,10 +384,18 @@ impl Settle {
             metrics::counter!("messages_handled_total", "queue" => queue_name.clone(), "outcome" => outcome)
                 .increment(1);
         };
+        // The database decides whose failure it was: while it does not answer, the outage's
+        // (no attempt spent); while it does, the message's, whatever the handler thought (a
+        // statement that always times out must not be retried for free for ever).
         let outcome = match outcome {
-            // A failure while the database is unreachable is the outage's, not the message's.
-            Err(HandlerError::Retryable(error)) if self.database_down().await => {
-                Err(HandlerError::Unavailable(error))
+            Err(HandlerError::Retryable(error) | HandlerError::Unavailable(error))
+                if self.database.is_some() =>
+            {
+                if self.database_down().await {
+                    Err(HandlerError::Unavailable(error))
+                } else {
+                    Err(HandlerError::Retryable(error))
+                }
             }
             other => other,
         };
@@ -395,8 +405,19 @@ impl Settle {
                 counted("deferred");
                 tracing::warn!(queue = %queue_name, %error, "a dependency is down; message handed back and consumer paused");
                 self.interrupted.set(Stop::DependencyDown);
-                delivery.acker.nack(requeue()).await?;
-                return Ok(());
+                // Back through the first retry queue as a fresh message with its attempt count
+                // unchanged: a requeue would raise the broker's delivery count, which counts
+                // toward parking a message that crashes its consumer.
+                let level = 0;
+                let retry_queue = self.topology.retry_queue(self.queue, level);
+                if self
+                    .republish(&retry_queue, &delivery, attempts, &error)
+                    .await
+                    .is_err()
+                {
+                    delivery.acker.nack(requeue()).await?;
+                    return Ok(());
+                }
             }
             Err(HandlerError::Retryable(error)) if attempts + 1 < self.max_attempts => {
                 counted("retried");
@@ -440,7 +461,20 @@ impl Settle {
         attempts: u32,
         error: &str,
     ) -> Result<()> {
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        // The broker's own counters describe this delivery, not the copy.
+        let mut headers: FieldTable = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(|h| {
+                h.inner()
+                    .iter()
+                    .filter(|(name, _)| !BROKER_COUNTERS.contains(&name.as_str()))
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+                    .into()
+            })
+            .unwrap_or_default();
         headers.insert(
             ShortString::from(ATTEMPTS_HEADER),
             AMQPValue::LongUInt(attempts),

@@ -161,7 +161,10 @@ fn parked(delivery: &Delivery, now: OffsetDateTime) -> DeadLetter {
 pub async fn replay(publisher: &Publisher, letter: &DeadLetter) -> Result<()> {
     let mut kept = letter.headers.clone();
     if let Some(map) = kept.as_object_mut() {
-        for internal in [ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER] {
+        for internal in [ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER]
+            .into_iter()
+            .chain(crate::consumer::BROKER_COUNTERS)
+        {
             map.remove(internal);
         }
     }

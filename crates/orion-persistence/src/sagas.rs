@@ -4,7 +4,7 @@
 
 use orion_domain::{OrderId, OrderSaga};
 use sqlx::PgConnection;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::{Error, Result, Versioned};
 
@@ -105,4 +105,17 @@ pub async fn lock_overdue(
     .fetch_all(conn)
     .await?;
     Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+}
+
+/// Moves a saga's deadline `delay` past now (the database's clock): the sweeper could not resume
+/// it and will look again then.
+pub async fn postpone(conn: &mut PgConnection, order_id: OrderId, delay: Duration) -> Result<()> {
+    sqlx::query!(
+        "update order_sagas set deadline_at = now() + $2::float8 * interval '1 second' where order_id = $1 and deadline_at is not null",
+        order_id.as_uuid(),
+        delay.as_seconds_f64(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
