@@ -159,20 +159,10 @@ impl Suite {
         }
         let api_addresses: Vec<SocketAddr> =
             apis.iter().flatten().map(OrionProcess::address).collect();
-        let database: SocketAddr = {
-            let url = url::Url::parse(&db).unwrap();
-            format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
-                .parse()
-                .unwrap()
-        };
-        let partition = Partition::in_front_of(database).await;
-        let mut behind_partition = url::Url::parse(&db).unwrap();
-        behind_partition
-            .set_port(Some(partition.address().port()))
-            .unwrap();
+        let partition = Partition::in_front_of(socket_address(&db)).await;
         let workers = vec![
             Some(WorkerProcess::spawn_on(&db, &prefix, &WORKER_FLAGS).await),
-            Some(WorkerProcess::spawn_on(behind_partition.as_str(), &prefix, &WORKER_FLAGS).await),
+            Some(WorkerProcess::spawn_on(&through(&db, &partition), &prefix, &WORKER_FLAGS).await),
         ];
         let gateway = spawn_gateway(&api_addresses, &[]).await;
         let pool = PgPool::connect(&db).await.unwrap();
@@ -214,9 +204,7 @@ impl Suite {
         let db = if index == 0 {
             self.db.clone()
         } else {
-            let mut url = url::Url::parse(&self.db).unwrap();
-            url.set_port(Some(self.partition.address().port())).unwrap();
-            url.to_string()
+            through(&self.db, &self.partition)
         };
         WorkerProcess::spawn_on(&db, &self.prefix, &flags).await
     }
@@ -369,45 +357,16 @@ impl Suite {
             }
             Fault::ProviderTimesOutAfterAuthorizing => {
                 // The first worker's provider authorizes every payment, then loses the answer.
-                self.workers[0]
-                    .take()
-                    .unwrap()
-                    .terminate_within(STOP_LIMIT)
+                self.first_worker_for_a_while(&["--payment-fault", "timeout-after-authorize"])
                     .await;
-                self.workers[0] = Some(
-                    self.worker(0, &["--payment-fault", "timeout-after-authorize"])
-                        .await,
-                );
-                tokio::time::sleep(Duration::from_secs(8)).await;
-                self.workers[0]
-                    .take()
-                    .unwrap()
-                    .terminate_within(STOP_LIMIT)
-                    .await;
-                self.workers[0] = Some(self.worker(0, &[]).await);
             }
             Fault::SmtpDropsAfterAccepting => {
                 // The first worker's mail goes through a link that breaks after each acceptance.
-                let smtp: SocketAddr = url::Url::parse(&crate::support::smtp_url())
-                    .ok()
-                    .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)))
-                    .and_then(|a| a.parse().ok())
-                    .expect("the mail catcher's SMTP address");
-                let dropper = DropAfterAccept::in_front_of(smtp).await;
+                let dropper =
+                    DropAfterAccept::in_front_of(socket_address(&crate::support::smtp_url())).await;
                 let through = format!("smtp://{}", dropper.address());
-                self.workers[0]
-                    .take()
-                    .unwrap()
-                    .terminate_within(STOP_LIMIT)
+                self.first_worker_for_a_while(&["--smtp-url", &through])
                     .await;
-                self.workers[0] = Some(self.worker(0, &["--smtp-url", &through]).await);
-                tokio::time::sleep(Duration::from_secs(8)).await;
-                self.workers[0]
-                    .take()
-                    .unwrap()
-                    .terminate_within(STOP_LIMIT)
-                    .await;
-                self.workers[0] = Some(self.worker(0, &[]).await);
                 assert!(
                     dropper.dropped() > 0,
                     "the SMTP link broke after an accepted message"
@@ -417,6 +376,22 @@ impl Suite {
                 self.partition.cut();
                 tokio::time::sleep(duration).await;
                 self.partition.heal();
+            }
+        }
+    }
+
+    /// Runs the first worker with `extra` flags for a few seconds of the stream, then as before;
+    /// each swap is a clean stop, as a redeploy would do.
+    async fn first_worker_for_a_while(&mut self, extra: &[&str]) {
+        for flags in [extra, &[]] {
+            self.workers[0]
+                .take()
+                .unwrap()
+                .terminate_within(STOP_LIMIT)
+                .await;
+            self.workers[0] = Some(self.worker(0, flags).await);
+            if !flags.is_empty() {
+                tokio::time::sleep(Duration::from_secs(8)).await;
             }
         }
     }
@@ -696,6 +671,26 @@ async fn check(
         }
     }
     (confirmed, total, received, interrupted)
+}
+
+/// The host and port a service URL points at (PostgreSQL's port when it names none).
+fn socket_address(url: &str) -> SocketAddr {
+    let url = url::Url::parse(url).expect("a service URL");
+    format!(
+        "{}:{}",
+        url.host_str().expect("a host"),
+        url.port().unwrap_or(5432)
+    )
+    .parse()
+    .expect("an IP address and port")
+}
+
+/// The database URL `db`, reached through `partition` instead.
+fn through(db: &str, partition: &Partition) -> String {
+    let mut url = url::Url::parse(db).expect("a database URL");
+    url.set_port(Some(partition.address().port()))
+        .expect("a URL with a host");
+    url.to_string()
 }
 
 /// A `select key, count(*) … group by key` as a map.

@@ -179,8 +179,8 @@ pub async fn run(
         concurrency: usize::try_from(config.concurrency).unwrap_or(8),
         ..ConsumerSettings::default()
     };
-    let consumer = |queue| {
-        QueueConsumer::new(broker.clone(), topology.clone(), queue, settings.clone())
+    let consumer = |queue, settings: ConsumerSettings| {
+        QueueConsumer::new(broker.clone(), topology.clone(), queue, settings)
             .with_database(pool.clone())
     };
 
@@ -210,7 +210,7 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     let handler = saga.clone();
-    tasks.spawn(consumer(WorkQueue::Saga).run(
+    tasks.spawn(consumer(WorkQueue::Saga, settings.clone()).run(
         move |envelope| {
             let handler = handler.clone();
             async move { handler.handle(envelope).await }
@@ -218,24 +218,18 @@ pub async fn run(
         stopping(),
     ));
     // An email's handler may wait out an outage to record a send the SMTP server already took.
-    let email_consumer = QueueConsumer::new(
-        broker.clone(),
-        topology.clone(),
-        WorkQueue::Email,
-        ConsumerSettings {
-            handler_timeout: email::HANDLER_TIMEOUT,
-            ..settings.clone()
-        },
-    )
-    .with_database(pool.clone());
-    tasks.spawn(email_consumer.run(
+    let email_settings = ConsumerSettings {
+        handler_timeout: email::HANDLER_TIMEOUT,
+        ..settings.clone()
+    };
+    tasks.spawn(consumer(WorkQueue::Email, email_settings).run(
         move |envelope| {
             let handler = email.clone();
             async move { handler.handle(envelope).await }
         },
         stopping(),
     ));
-    tasks.spawn(consumer(WorkQueue::Projections).run(
+    tasks.spawn(consumer(WorkQueue::Projections, settings.clone()).run(
         move |envelope| {
             let handler = projections.clone();
             async move { handler.handle(envelope).await }
