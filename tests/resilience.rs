@@ -534,3 +534,121 @@ async fn a_database_outage_delays_orders_and_emails_but_fails_and_parks_nothing(
     worker.terminate().await;
     api.stop().await;
 }
+
+/// A message that crashes the whole process (no unwinding, no ack — as a segfault or an
+/// out-of-memory kill would) is counted by the broker's delivery count and parked, unhandled,
+/// after ten crashes; the orders around it keep flowing. The worker also puts the queue policies
+/// in place, which would park it at the broker had the worker not.
+#[sqlx::test(migrations = false)]
+async fn a_message_that_crashes_the_worker_is_parked_after_ten_crashes(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let customer = api.register_customer().await;
+    let management_url = crate::support::management_url();
+    let flags = [
+        "--fault-injection",
+        "--amqp-management-url",
+        &management_url,
+    ];
+
+    let poison = outbox_free_envelope("order.cancelled");
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        orion_messaging::FAULT_HEADER.into(),
+        lapin::types::AMQPValue::LongString("crash".into()),
+    );
+    let properties = poison.properties().with_headers(headers);
+    let publisher = Publisher::new(
+        std::sync::Arc::new(orion_messaging::Broker::new(crate::support::amqp_url())),
+        api.topology.clone(),
+    );
+    publisher
+        .send_to_queue(
+            &api.topology.queue(WorkQueue::Saga),
+            &poison.to_bytes().unwrap(),
+            properties,
+        )
+        .await
+        .unwrap();
+    let order = api.place_order(&customer.token, &[("SKU-2", 1)]).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+
+    // Restart the worker each time it dies, as a supervisor would.
+    let mut crashes = 0;
+    let survivor = loop {
+        let mut worker = WorkerProcess::launch_on(&api.db, api.topology.prefix(), &flags);
+        match worker.exit_within(Duration::from_secs(15)).await {
+            Some(status) => {
+                assert!(!status.success(), "the worker crashed: {status}");
+                crashes += 1;
+                assert!(crashes <= 12, "the message was never parked");
+            }
+            None => break worker,
+        }
+    };
+    assert_eq!(
+        crashes, 10,
+        "parked at its tenth redelivery, before crashing again"
+    );
+
+    let admin = api.token(ADMIN).await;
+    let mut parked = Value::Null;
+    for _ in 0..100 {
+        let list = api.get_json("/api/admin/dead-letters", &admin).await;
+        if let Some(letter) = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["message_id"] == poison.id.to_string().as_str())
+        {
+            parked = letter.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        parked["queue"],
+        api.topology.queue(WorkQueue::Saga),
+        "parked: {parked}"
+    );
+    assert!(
+        parked["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("without being settled"),
+        "the reason says what happened: {parked}"
+    );
+    api.wait_for_status(&customer.token, &id, &["confirmed"])
+        .await;
+
+    let management =
+        orion_messaging::Management::new(&management_url, &crate::support::amqp_url()).unwrap();
+    for expected in api.topology.policies() {
+        let held = management.policy(&expected.name).await.unwrap();
+        let held = held.unwrap_or_else(|| panic!("policy {} in place", expected.name));
+        assert_eq!(held["pattern"], expected.pattern.as_str());
+        assert_eq!(held["definition"], expected.definition, "{}", expected.name);
+    }
+    survivor.terminate().await;
+    management.remove(&api.topology.policies()).await.unwrap();
+    api.stop().await;
+}
+
+/// An event about an order that does not exist: harmless if it ever ran.
+fn outbox_free_envelope(kind: &str) -> Envelope {
+    Envelope {
+        specversion: Envelope::SPEC_VERSION.to_owned(),
+        id: Uuid::now_v7(),
+        kind: kind.to_owned(),
+        source: "orion-tests".to_owned(),
+        time: time::OffsetDateTime::now_utc(),
+        subject: Uuid::now_v7().to_string(),
+        correlation_id: None,
+        causation_id: None,
+        traceparent: None,
+        datacontenttype: "application/json".to_owned(),
+        data: json!({"order_id": Uuid::now_v7(), "reason": "test"}),
+    }
+}

@@ -18,8 +18,8 @@ use std::time::Duration;
 use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, SagaArgs, defaults};
 use orion_messaging::dead_letters::DeadLetterKeeper;
 use orion_messaging::{
-    Broker, ConsumerSettings, OutboxRelay, Publisher, QueueConsumer, RelaySettings, Topology,
-    WorkQueue,
+    Broker, ConsumerSettings, Management, OutboxRelay, Publisher, QueueConsumer, RelaySettings,
+    Topology, WorkQueue,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -38,6 +38,11 @@ pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
 
+    /// Print the queue policies Orion relies on (for operators who put them in place
+    /// themselves) as JSON, and exit.
+    #[arg(long)]
+    pub print_policies: bool,
+
     /// Address of the health and metrics endpoints.
     #[arg(long, env = "ORION_LISTEN", default_value = defaults::WORKER_LISTEN)]
     pub listen: SocketAddr,
@@ -47,6 +52,13 @@ pub struct Config {
 
     #[command(flatten)]
     pub amqp: AmqpArgs,
+
+    /// RabbitMQ's management API, through which the worker keeps the queue policies Orion
+    /// relies on in place (credentials from this URL, else the AMQP URL's). Empty when the
+    /// operators put them in place themselves (`orion-worker --print-policies` lists them).
+    #[arg(long, env = "ORION_AMQP_MANAGEMENT_URL", default_value = defaults::AMQP_MANAGEMENT_URL,
+          hide_env_values = true)]
+    pub amqp_management_url: String,
 
     /// SMTP server for customer email, e.g. `smtp://127.0.0.1:1025` or `smtps://user:pass@host`.
     #[arg(long, env = "ORION_SMTP_URL", default_value = defaults::SMTP_URL, hide_env_values = true)]
@@ -110,10 +122,22 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
 
+    /// Play the faults messages ask for in their `x-orion-fault` header (`panic`, `crash`): for
+    /// the fault suite only, never in production.
+    #[arg(long, env = "ORION_FAULT_INJECTION", default_value_t = false)]
+    pub fault_injection: bool,
+
     /// Unacknowledged messages the broker may send ahead to each consumer.
     #[arg(long, env = "ORION_WORKER_PREFETCH", default_value_t = 32,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub prefetch: u16,
+}
+
+impl Config {
+    /// The topology this configuration names on the broker.
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.amqp.amqp_prefix.clone()).with_retry_delays(self.amqp.retry_delays_ms())
+    }
 }
 
 /// How long a stopping worker waits for the messages it holds (a handler takes milliseconds when
@@ -156,8 +180,7 @@ pub async fn run(
     let templates = Arc::new(Templates::load()?);
     let mailer = Mailer::new(&config.smtp_url, &config.email_from)?;
     let broker = Arc::new(Broker::new(config.amqp.amqp_url.clone()));
-    let topology = Topology::new(config.amqp.amqp_prefix.clone())
-        .with_retry_delays(config.amqp.retry_delays_ms());
+    let topology = config.topology();
     let publisher = Publisher::new(broker.clone(), topology.clone());
     let relay = OutboxRelay::new(
         pool.clone(),
@@ -177,6 +200,7 @@ pub async fn run(
     let settings = ConsumerSettings {
         prefetch: config.prefetch,
         concurrency: usize::try_from(config.concurrency).unwrap_or(8),
+        fault_injection: config.fault_injection,
         ..ConsumerSettings::default()
     };
     let consumer = |queue, settings: ConsumerSettings| {
@@ -209,6 +233,13 @@ pub async fn run(
     let projections = ProjectionsHandler::new(pool.clone());
 
     let mut tasks = tokio::task::JoinSet::new();
+    if config.amqp_management_url.is_empty() {
+        tracing::info!("queue policies are put in place by the operators");
+    } else {
+        let management = Management::new(&config.amqp_management_url, &config.amqp.amqp_url)
+            .map_err(|error| Error::Config(error.to_string()))?;
+        tasks.spawn(management.keep(topology.policies(), stopping()));
+    }
     let handler = saga.clone();
     tasks.spawn(consumer(WorkQueue::Saga, settings.clone()).run(
         move |envelope| {

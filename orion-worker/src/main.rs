@@ -6,6 +6,26 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = orion_worker::Config::parse();
+    if config.print_policies {
+        let policies: Vec<_> = config
+            .topology()
+            .policies()
+            .into_iter()
+            .map(|policy| {
+                serde_json::json!({
+                    "name": policy.name,
+                    "pattern": policy.pattern,
+                    "apply-to": policy.apply_to,
+                    "priority": policy.priority,
+                    "definition": policy.definition,
+                })
+            })
+            .collect();
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &policies)?;
+        std::io::Write::write_all(&mut stdout, b"\n")?;
+        return Ok(());
+    }
     orion_telemetry::init("orion-worker", config.common.log_format)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

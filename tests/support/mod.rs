@@ -18,4 +18,4 @@ pub(crate) use faults::{DatabaseOutage, DropAfterAccept, Partition, restart_brok
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, manifest_dir};
 pub(crate) use process::OrionProcess;
-pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess, smtp_url};
+pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess, management_url, smtp_url};

@@ -21,8 +21,34 @@ impl OrionProcess {
         args: &[String],
         address: Option<SocketAddr>,
     ) -> OrionProcess {
+        let mut process = Self::launch(name, args, address);
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            let ready = client
+                .get(format!("http://{}/health/ready", process.address))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return process;
+            }
+            assert!(
+                process.child.try_wait().expect("child status").is_none(),
+                "{name} exited during start-up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} did not become ready within 30 s");
+    }
+
+    /// Starts `name` without waiting for it to be ready (it may not live that long).
+    pub(crate) fn launch(
+        name: &'static str,
+        args: &[String],
+        address: Option<SocketAddr>,
+    ) -> OrionProcess {
         let address = address.unwrap_or_else(free_address);
-        let mut child = tokio::process::Command::new(binary(name))
+        let child = tokio::process::Command::new(binary(name))
             .args(args)
             .args(["--listen", &address.to_string()])
             .env("RUST_LOG", "warn")
@@ -31,27 +57,22 @@ impl OrionProcess {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            let ready = client
-                .get(format!("http://{address}/health/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return OrionProcess {
-                    name,
-                    child,
-                    address,
-                };
-            }
-            assert!(
-                child.try_wait().expect("child status").is_none(),
-                "{name} exited during start-up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        OrionProcess {
+            name,
+            child,
+            address,
         }
-        panic!("{name} did not become ready within 30 s");
+    }
+
+    /// How the process ended, if it ends within `limit`.
+    pub(crate) async fn exit_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("exit status"))
     }
 
     pub(crate) fn address(&self) -> SocketAddr {

@@ -15,6 +15,12 @@ pub(crate) fn smtp_url() -> String {
         .unwrap_or_else(|_| orion_config::defaults::SMTP_URL.to_owned())
 }
 
+/// RabbitMQ's management API, for the tests that put the queue policies in place.
+pub(crate) fn management_url() -> String {
+    std::env::var("ORION_TEST_AMQP_MANAGEMENT_URL")
+        .unwrap_or_else(|_| orion_config::defaults::AMQP_MANAGEMENT_URL.to_owned())
+}
+
 /// The worker's command line for the database `db` and the topology under `prefix`, plus `extra`
 /// flags.
 fn worker_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
@@ -37,6 +43,10 @@ fn worker_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
         "100",
         "--public-url",
         "http://shop.test",
+        // Tests that need the queue policies ask for them (`with_policies`); the rest leave the
+        // shared broker's policy list alone.
+        "--amqp-management-url",
+        "",
     ];
     // A flag given in `extra` replaces its default.
     let mut args: Vec<String> = defaults
@@ -88,6 +98,21 @@ impl WorkerProcess {
     pub(crate) async fn spawn_on(db: &str, prefix: &str, extra: &[&str]) -> WorkerProcess {
         let args = worker_args(db, prefix, extra);
         WorkerProcess(OrionProcess::spawn("orion-worker", &args, None).await)
+    }
+
+    /// Starts a worker without waiting for it to be ready: one that a message makes crash may
+    /// not live that long.
+    pub(crate) fn launch_on(db: &str, prefix: &str, extra: &[&str]) -> WorkerProcess {
+        let args = worker_args(db, prefix, extra);
+        WorkerProcess(OrionProcess::launch("orion-worker", &args, None))
+    }
+
+    /// How the worker ended, if it ends within `limit`.
+    pub(crate) async fn exit_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.0.exit_within(limit).await
     }
 
     /// SIGKILL: no shutdown path runs, in-flight work is simply lost to the process.

@@ -17,6 +17,7 @@ pub mod defaults {
     pub const WORKER_LISTEN: &str = "127.0.0.1:8090";
     pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/orion";
     pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    pub const AMQP_MANAGEMENT_URL: &str = "http://127.0.0.1:15672";
     pub const SMTP_URL: &str = "smtp://127.0.0.1:1025";
     pub const MAIL_UI: &str = "http://127.0.0.1:1080";
     /// Accepted in dev mode only; prod refuses to start with it.

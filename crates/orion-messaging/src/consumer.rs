@@ -27,6 +27,7 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::Semaphore;
 
 use crate::dependencies::Database;
+use crate::faults::InjectedFault;
 use crate::{Broker, Envelope, Error, RETRY_DELAYS_MS, Result, Topology, WorkQueue};
 
 /// Longest wait for the broker to set up a consuming session.
@@ -37,12 +38,21 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The quorum queue's count of earlier deliveries of a message that were not acked.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 /// Headers the broker sets on a delivery, which a re-published copy must not carry over.
-pub(crate) const BROKER_COUNTERS: [&str; 2] = [DELIVERY_COUNT_HEADER, "x-death"];
+pub(crate) const BROKER_HEADERS: [&str; 8] = [
+    DELIVERY_COUNT_HEADER,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+];
 
-/// Deliveries without a settlement after which a message is parked unhandled. Generous, since a
-/// message also goes back unsettled when its consumer pauses for an outage or loses the broker,
-/// but below RabbitMQ 4's default quorum-queue delivery limit (20), past which the broker itself
-/// would drop the message.
+/// Deliveries without a settlement after which a message is parked unhandled, with this reason
+/// recorded. Generous, since a message also goes back unsettled when its consumer pauses for an
+/// outage or loses the broker, but below the work queues' delivery limit
+/// ([`crate::WORK_DELIVERY_LIMIT`]), at which the broker parks it itself.
 const UNSETTLED_DELIVERY_LIMIT: u32 = 10;
 
 /// Header counting how many times a message has failed.
@@ -79,6 +89,8 @@ pub struct ConsumerSettings {
     /// Longest a handler may take with one message; after that it counts as a retryable
     /// failure, so a hung dependency cannot hold a slot for ever.
     pub handler_timeout: Duration,
+    /// Play the fault a message asks for in its `x-orion-fault` header (tests only).
+    pub fault_injection: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -88,6 +100,7 @@ impl Default for ConsumerSettings {
             concurrency: 8,
             max_attempts: 5,
             handler_timeout: Duration::from_secs(120),
+            fault_injection: false,
         }
     }
 }
@@ -234,6 +247,7 @@ impl QueueConsumer {
                 queue: self.queue,
                 max_attempts: self.settings.max_attempts,
                 handler_timeout: self.settings.handler_timeout,
+                fault_injection: self.settings.fault_injection,
                 database: self.database.clone(),
                 interrupted: interrupted.clone(),
             };
@@ -334,6 +348,7 @@ struct Settle {
     queue: WorkQueue,
     max_attempts: u32,
     handler_timeout: Duration,
+    fault_injection: bool,
     database: Option<Database>,
     interrupted: Arc<Interruption>,
 }
@@ -355,12 +370,19 @@ impl Settle {
                 )))
             }
             Ok(envelope) => {
-                let handled = AssertUnwindSafe(tokio::time::timeout(
-                    self.handler_timeout,
-                    handler(envelope),
-                ))
-                .catch_unwind()
-                .await;
+                let fault = self
+                    .fault_injection
+                    .then(|| InjectedFault::requested_by(&delivery.properties))
+                    .flatten();
+                let run = async {
+                    if let Some(fault) = fault {
+                        fault.strike();
+                    }
+                    handler(envelope).await
+                };
+                let handled = AssertUnwindSafe(tokio::time::timeout(self.handler_timeout, run))
+                    .catch_unwind()
+                    .await;
                 match handled {
                     Ok(Ok(result)) => result,
                     Ok(Err(_)) => Err(HandlerError::Retryable(format!(
@@ -469,7 +491,7 @@ impl Settle {
             .map(|h| {
                 h.inner()
                     .iter()
-                    .filter(|(name, _)| !BROKER_COUNTERS.contains(&name.as_str()))
+                    .filter(|(name, _)| !BROKER_HEADERS.contains(&name.as_str()))
                     .map(|(name, value)| (name.clone(), value.clone()))
                     .collect::<std::collections::BTreeMap<_, _>>()
                     .into()

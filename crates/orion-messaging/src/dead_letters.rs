@@ -144,8 +144,18 @@ fn parked(delivery: &Delivery, now: OffsetDateTime) -> DeadLetter {
         id: Uuid::now_v7(),
         message_id: properties.message_id().as_ref().map(ToString::to_string),
         event_type: properties.kind().as_ref().map(ToString::to_string),
-        origin_queue: text(ORIGIN_HEADER).unwrap_or_default(),
-        error: text(ERROR_HEADER).unwrap_or_else(|| "no error recorded".to_owned()),
+        // A message the broker parked itself (its delivery limit) names its queue and reason in
+        // the dead-lettering headers instead of Orion's.
+        origin_queue: text(ORIGIN_HEADER)
+            .or_else(|| text("x-first-death-queue"))
+            .unwrap_or_default(),
+        error: text(ERROR_HEADER)
+            .or_else(|| {
+                text("x-first-death-reason").map(|reason| {
+                    format!("parked by the broker ({reason}): never settled by a consumer")
+                })
+            })
+            .unwrap_or_else(|| "no error recorded".to_owned()),
         attempts,
         content_type: properties.content_type().as_ref().map(ToString::to_string),
         headers,
@@ -163,7 +173,7 @@ pub async fn replay(publisher: &Publisher, letter: &DeadLetter) -> Result<()> {
     if let Some(map) = kept.as_object_mut() {
         for internal in [ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER]
             .into_iter()
-            .chain(crate::consumer::BROKER_COUNTERS)
+            .chain(crate::consumer::BROKER_HEADERS)
         {
             map.remove(internal);
         }

@@ -6,6 +6,8 @@ mod consumer;
 pub mod dead_letters;
 mod dependencies;
 mod envelope;
+mod faults;
+mod policies;
 mod publisher;
 mod readiness;
 mod relay;
@@ -16,6 +18,8 @@ pub use consumer::{
     ATTEMPTS_HEADER, ConsumerSettings, ERROR_HEADER, HandlerError, ORIGIN_HEADER, QueueConsumer,
 };
 pub use envelope::Envelope;
+pub use faults::FAULT_HEADER;
+pub use policies::{Management, QueuePolicy, WORK_DELIVERY_LIMIT};
 pub use publisher::Publisher;
 pub use readiness::Readiness;
 pub use relay::{OutboxRelay, RelaySettings, RoundReport, RunningRelay};
@@ -40,6 +44,8 @@ pub enum Error {
     Encode(#[source] serde_json::Error),
     #[error("cannot decode the message: {0}")]
     Decode(#[source] serde_json::Error),
+    #[error("RabbitMQ management API: {0}")]
+    Management(String),
     #[error(transparent)]
     Persistence(#[from] orion_persistence::Error),
 }

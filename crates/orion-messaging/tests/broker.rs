@@ -216,3 +216,99 @@ async fn an_unreachable_broker_is_an_error_not_a_hang() {
     assert!(broker.check().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+fn management(
+    topology: &Topology,
+) -> (
+    orion_messaging::Management,
+    Vec<orion_messaging::QueuePolicy>,
+) {
+    let url = std::env::var("ORION_TEST_AMQP_MANAGEMENT_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:15672".into());
+    let amqp = std::env::var("ORION_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    (
+        orion_messaging::Management::new(&url, &amqp).expect("management API"),
+        topology.policies(),
+    )
+}
+
+/// A message no consumer ever settles (each takes it and dies) is parked in `orion.dead` by the
+/// broker at the work queues' delivery limit — not dropped, not redelivered for ever — and the
+/// policies that say so reach queues declared before them.
+#[tokio::test]
+async fn the_policies_park_a_message_no_consumer_settles_in_the_dead_queue() {
+    let broker = broker();
+    let topology = topology();
+    let channel = broker.channel().await.unwrap();
+    topology.declare(&channel).await.unwrap();
+    let (management, policies) = management(&topology);
+    management.apply(&policies).await.expect("policies applied");
+    management
+        .apply(&policies)
+        .await
+        .expect("applying again is harmless");
+
+    let publisher = Publisher::new(broker.clone(), topology.clone());
+    let poison = envelope("order.cancelled");
+    publisher.publish(&poison).await.unwrap();
+    let saga = topology.queue(WorkQueue::Saga);
+    let mut deliveries = 0u32;
+    let mut parked = None;
+    // Without the policy the message would come back for ever (RabbitMQ 3.x) or be dropped at
+    // 20 (RabbitMQ 4): the loop's bound makes either a failure.
+    for _ in 0..200 {
+        if let Some(message) = channel
+            .basic_get(saga.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            deliveries += 1;
+            message
+                .delivery
+                .acker
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+                .unwrap();
+            continue;
+        }
+        parked = channel
+            .basic_get(
+                topology.dead_queue().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if parked.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let parked = parked.expect("the message reached the dead queue");
+    assert!(
+        deliveries >= orion_messaging::WORK_DELIVERY_LIMIT,
+        "parked only after the delivery limit ({deliveries} deliveries)"
+    );
+    assert_eq!(
+        Envelope::from_bytes(&parked.delivery.data).unwrap(),
+        poison,
+        "the message itself, unchanged"
+    );
+    let headers = parked
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let reason = headers.inner().get("x-first-death-reason").cloned();
+    assert_eq!(
+        reason,
+        Some(lapin::types::AMQPValue::LongString("delivery_limit".into())),
+        "parked for its delivery limit: {headers:?}"
+    );
+    management.remove(&policies).await.unwrap();
+    topology.delete(&channel).await.unwrap();
+}
