@@ -4,9 +4,10 @@
 //! `Idempotency-Key`, through each fault in turn. After each fault, with nothing but the
 //! processes themselves to recover, every accepted order is final and confirmed (the item is in
 //! stock), nothing is oversold and stock is conserved, authorizations equal voids plus confirmed
-//! orders, exactly one email per order and kind reached the mail catcher, nothing is parked, and
-//! the outbox is drained. At the end every process stops cleanly on SIGTERM. The figures go to
-//! `tests/artifacts/chaos/report.md` and the test's output.
+//! orders, exactly one email per order and kind reached the mail catcher, nothing is parked but
+//! the one message injected to make its handler panic, and the outbox is drained. At the end
+//! every process stops cleanly on SIGTERM. The figures go to `tests/artifacts/chaos/report.md`
+//! and the test's output.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,7 +23,8 @@ use uuid::Uuid;
 
 use crate::support::{
     ADMIN, DatabaseOutage, DropAfterAccept, Mailbox, OrionProcess, Partition, REGISTERED_PASSWORD,
-    Running, WorkerProcess, api_args, database_url, restart_broker_app, spawn_gateway,
+    Running, WorkerProcess, amqp_url, api_args, database_url, management_url, restart_broker_app,
+    spawn_gateway,
 };
 
 /// The item every order takes one unit of; far more than the run can sell.
@@ -37,13 +39,23 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(240);
 /// How long each process may take to stop on SIGTERM.
 const STOP_LIMIT: Duration = Duration::from_secs(15);
 /// The worker's flags: a provider slow enough that payments are often between their two
-/// transactions when a fault strikes, and quick sweeps.
-const WORKER_FLAGS: [&str; 4] = [
-    "--payment-latency-ms",
-    "100",
-    "--payment-timeout-seconds",
-    "2",
-];
+/// transactions when a fault strikes, quick sweeps, the queue policies in place, and the faults
+/// a message asks for played.
+fn worker_flags(extra: &[&str]) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--payment-latency-ms",
+        "100",
+        "--payment-timeout-seconds",
+        "2",
+        "--fault-injection",
+        "--amqp-management-url",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    flags.push(management_url());
+    flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+    flags
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -55,6 +67,7 @@ enum Fault {
     ProviderTimesOutAfterAuthorizing,
     SmtpDropsAfterAccepting,
     WorkerPartitionedFromDatabase(Duration),
+    HandlerPanics,
 }
 
 impl Fault {
@@ -80,6 +93,7 @@ impl Fault {
                 "a worker cut off from PostgreSQL for {} s (packets lost)",
                 d.as_secs()
             ),
+            Self::HandlerPanics => "one message whose handler panics".into(),
         }
     }
 }
@@ -124,6 +138,8 @@ struct Suite {
     customers: Vec<Customer>,
     orders: Vec<String>,
     outcomes: Vec<Outcome>,
+    /// The id of the message injected to make its handler panic, once injected.
+    poison: Option<Uuid>,
 }
 
 #[sqlx::test(migrations = false)]
@@ -142,6 +158,7 @@ async fn every_accepted_order_survives_each_fault_in_turn(
         Fault::ProviderTimesOutAfterAuthorizing,
         Fault::SmtpDropsAfterAccepting,
         Fault::WorkerPartitionedFromDatabase(Duration::from_secs(30)),
+        Fault::HandlerPanics,
     ] {
         suite.endure(fault).await;
     }
@@ -160,9 +177,11 @@ impl Suite {
         let api_addresses: Vec<SocketAddr> =
             apis.iter().flatten().map(OrionProcess::address).collect();
         let partition = Partition::in_front_of(socket_address(&db)).await;
+        let flags = worker_flags(&[]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let workers = vec![
-            Some(WorkerProcess::spawn_on(&db, &prefix, &WORKER_FLAGS).await),
-            Some(WorkerProcess::spawn_on(&through(&db, &partition), &prefix, &WORKER_FLAGS).await),
+            Some(WorkerProcess::spawn_on(&db, &prefix, &flags).await),
+            Some(WorkerProcess::spawn_on(&through(&db, &partition), &prefix, &flags).await),
         ];
         let gateway = spawn_gateway(&api_addresses, &[]).await;
         let pool = PgPool::connect(&db).await.unwrap();
@@ -182,6 +201,7 @@ impl Suite {
             customers: Vec::new(),
             orders: Vec::new(),
             outcomes: Vec::new(),
+            poison: None,
         };
         suite.stock_the_item().await;
         for _ in 0..CLIENTS {
@@ -199,8 +219,8 @@ impl Suite {
     }
 
     async fn worker(&self, index: usize, extra: &[&str]) -> WorkerProcess {
-        let mut flags: Vec<&str> = WORKER_FLAGS.to_vec();
-        flags.extend_from_slice(extra);
+        let flags = worker_flags(extra);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let db = if index == 0 {
             self.db.clone()
         } else {
@@ -377,7 +397,56 @@ impl Suite {
                 tokio::time::sleep(duration).await;
                 self.partition.heal();
             }
+            Fault::HandlerPanics => {
+                let poison = self.publish_poison("panic").await;
+                self.poison = Some(poison);
+                // Retried with backoff and parked while the orders keep flowing around it.
+                let parked_by = Instant::now() + Duration::from_secs(60);
+                while parked_count(&self.pool, poison).await == 0 {
+                    assert!(
+                        Instant::now() < parked_by,
+                        "the panicking message was never parked"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
+    }
+
+    /// Sends the saga queue an event whose handler plays `fault`; returns the message's id.
+    async fn publish_poison(&self, fault: &str) -> Uuid {
+        let topology = orion_messaging::Topology::new(self.prefix.clone());
+        let publisher = orion_messaging::Publisher::new(
+            Arc::new(orion_messaging::Broker::new(amqp_url())),
+            topology.clone(),
+        );
+        let envelope = orion_messaging::Envelope {
+            specversion: orion_messaging::Envelope::SPEC_VERSION.to_owned(),
+            id: Uuid::now_v7(),
+            kind: "order.cancelled".to_owned(),
+            source: "orion-chaos".to_owned(),
+            time: time::OffsetDateTime::now_utc(),
+            subject: Uuid::now_v7().to_string(),
+            correlation_id: None,
+            causation_id: None,
+            traceparent: None,
+            datacontenttype: "application/json".to_owned(),
+            data: json!({"order_id": Uuid::now_v7(), "reason": "chaos"}),
+        };
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(
+            orion_messaging::FAULT_HEADER.into(),
+            lapin::types::AMQPValue::LongString(fault.into()),
+        );
+        publisher
+            .send_to_queue(
+                &topology.queue(orion_messaging::WorkQueue::Saga),
+                &envelope.to_bytes().unwrap(),
+                envelope.properties().with_headers(headers),
+            )
+            .await
+            .unwrap();
+        envelope.id
     }
 
     /// Runs the first worker with `extra` flags for a few seconds of the stream, then as before;
@@ -452,7 +521,7 @@ impl Suite {
     /// sends interrupted by a killed worker).
     async fn check(&self, fault: &str) -> (i64, i64, usize, usize) {
         let recipients: Vec<String> = self.customers.iter().map(|c| c.email.clone()).collect();
-        check(&self.pool, &self.orders, &recipients, fault).await
+        check(&self.pool, &self.orders, &recipients, fault, self.poison).await
     }
 
     fn report(&self) {
@@ -492,11 +561,23 @@ impl Suite {
             .channel()
             .await
             .unwrap();
-        orion_messaging::Topology::new(self.prefix.clone())
-            .delete(&channel)
+        let topology = orion_messaging::Topology::new(self.prefix.clone());
+        orion_messaging::Management::new(&management_url(), &amqp_url())
+            .unwrap()
+            .remove(&topology.policies())
             .await
             .unwrap();
+        topology.delete(&channel).await.unwrap();
     }
+}
+
+/// How many times the message `id` was parked.
+async fn parked_count(pool: &PgPool, id: Uuid) -> i64 {
+    sqlx::query_scalar("select count(*) from dead_letters where message_id = $1")
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Places one order, retrying it with the same key through outages; records the outcome.
@@ -545,6 +626,7 @@ async fn check(
     orders: &[String],
     recipients: &[String],
     fault: &str,
+    poison: Option<Uuid>,
 ) -> (i64, i64, usize, usize) {
     let total = i64::try_from(orders.len()).unwrap();
     let statuses = counts(pool, "select status, count(*) from orders group by status").await;
@@ -602,11 +684,24 @@ async fn check(
         "after {fault}: one authorization per confirmed order: {payments:?}"
     );
 
-    let parked: i64 = sqlx::query_scalar("select count(*) from dead_letters")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(parked, 0, "after {fault}: nothing parked");
+    let parked: i64 = sqlx::query_scalar(
+        "select count(*) from dead_letters where message_id is distinct from $1",
+    )
+    .bind(poison.map(|id| id.to_string()))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        parked, 0,
+        "after {fault}: nothing parked but the poison message"
+    );
+    if let Some(poison) = poison {
+        assert_eq!(
+            parked_count(pool, poison).await,
+            1,
+            "after {fault}: the poison message parked once"
+        );
+    }
     let unpublished: i64 =
         sqlx::query_scalar("select count(*) from outbox where published_at is null")
             .fetch_one(pool)

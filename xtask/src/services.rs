@@ -226,28 +226,61 @@ fn trust_local_connections() -> Result<()> {
     )
 }
 
-/// RabbitMQ answering at the AMQP URL's address.
+/// RabbitMQ answering at the AMQP URL's address, with its management API (through which the
+/// worker puts the queue policies in place) when the broker is this machine's.
 pub(crate) fn ensure_rabbitmq(amqp_url: &str) -> Result<()> {
     let endpoint = Endpoint::from_url(amqp_url)?;
     step(&format!("RabbitMQ at {endpoint}"));
     if endpoint.is_open() {
         done("already running");
+    } else {
+        if !endpoint.is_local() {
+            bail!(
+                "RabbitMQ at {endpoint} does not answer; start it, or point ORION_AMQP_URL at one that does"
+            );
+        }
+        if find_program("rabbitmq-server").is_none() {
+            apt_install(&["rabbitmq-server"], "RabbitMQ")?;
+        }
+        let server = find_program("rabbitmq-server")
+            .context("rabbitmq-server not found after installation")?;
+        // `-detached` returns at once; the broker takes a few seconds to open its port.
+        let _ = quiet(Command::new(server).arg("-detached")).status();
+        endpoint.wait_open("RabbitMQ", Duration::from_secs(120))?;
+        done("started");
+    }
+    if endpoint.is_local() {
+        ensure_rabbitmq_management(&endpoint)?;
+    }
+    Ok(())
+}
+
+/// The management API's port: the worker's default `ORION_AMQP_MANAGEMENT_URL` uses it.
+const MANAGEMENT_PORT: u16 = 15672;
+
+/// The management plugin of the local broker (it ships with RabbitMQ; enabling it is
+/// remembered across restarts).
+fn ensure_rabbitmq_management(broker: &Endpoint) -> Result<()> {
+    let management = Endpoint {
+        host: broker.host.clone(),
+        port: MANAGEMENT_PORT,
+    };
+    step(&format!("RabbitMQ management API at {management}"));
+    if management.is_open() {
+        done("already running");
         return Ok(());
     }
-    if !endpoint.is_local() {
-        bail!(
-            "RabbitMQ at {endpoint} does not answer; start it, or point ORION_AMQP_URL at one that does"
-        );
-    }
-    if find_program("rabbitmq-server").is_none() {
-        apt_install(&["rabbitmq-server"], "RabbitMQ")?;
-    }
-    let server =
-        find_program("rabbitmq-server").context("rabbitmq-server not found after installation")?;
-    // `-detached` returns at once; the broker takes a few seconds to open its port.
-    let _ = quiet(Command::new(server).arg("-detached")).status();
-    endpoint.wait_open("RabbitMQ", Duration::from_secs(120))?;
-    done("started");
+    let plugins = find_program("rabbitmq-plugins").with_context(|| {
+        format!(
+            "rabbitmq-plugins not found; enable the management plugin of the broker at {broker}"
+        )
+    })?;
+    workspace::run(
+        quiet(Command::new(plugins).args(["enable", "rabbitmq_management"])),
+        "enabling RabbitMQ's management plugin",
+    )?;
+    management.wait_open("RabbitMQ's management API", Duration::from_secs(60))?;
+    done("enabled");
     Ok(())
 }
 
