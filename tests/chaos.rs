@@ -415,7 +415,7 @@ impl Suite {
 
     /// Sends the saga queue an event whose handler plays `fault`; returns the message's id.
     async fn publish_poison(&self, fault: &str) -> Uuid {
-        let topology = orion_messaging::Topology::new(self.prefix.clone());
+        let topology = crate::support::topology(self.prefix.clone());
         let publisher = orion_messaging::Publisher::new(
             Arc::new(orion_messaging::Broker::new(amqp_url())),
             topology.clone(),
@@ -561,7 +561,7 @@ impl Suite {
             .channel()
             .await
             .unwrap();
-        let topology = orion_messaging::Topology::new(self.prefix.clone());
+        let topology = crate::support::topology(self.prefix.clone());
         orion_messaging::Management::new(&management_url(), &amqp_url())
             .unwrap()
             .remove(&topology.policies())

@@ -87,7 +87,7 @@ impl TestApi {
             running,
             client: Client::new(),
             db,
-            topology: orion_messaging::Topology::new(prefix).with_retry_delays([100, 200, 400]),
+            topology: topology(prefix),
             amqp,
         }
     }
@@ -231,6 +231,12 @@ impl TestApi {
         // Nothing to remove when no event was published (the topology is declared on first use).
         let _ = self.topology.delete(&channel).await;
     }
+}
+
+/// The topology of a test's processes under `prefix`, with the tests' short retry delays
+/// ([`RETRY_DELAYS_MS`]).
+pub(crate) fn topology(prefix: impl Into<String>) -> orion_messaging::Topology {
+    orion_messaging::Topology::new(prefix).with_retry_delays([100, 200, 400])
 }
 
 pub(crate) fn amqp_url() -> String {

@@ -11,7 +11,7 @@ mod worker;
 
 pub(crate) use api::{
     ADMIN, CUSTOMER, Customer, JWT_SECRET, REGISTERED_PASSWORD, TestApi, amqp_url, api_args,
-    expect_problem, with_token,
+    expect_problem, topology, with_token,
 };
 pub(crate) use app::{Running, database_url, signal};
 pub(crate) use faults::{DatabaseOutage, DropAfterAccept, Partition, restart_broker_app};
