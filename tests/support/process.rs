@@ -114,7 +114,7 @@ fn binary(name: &str) -> PathBuf {
         .expect("target directory");
     assert!(
         binary.is_file(),
-        "{} is missing; build it first (`cargo build -p orion-api -p orion-worker`, which `cargo xtask test` does)",
+        "{} is missing; build it first (`cargo test --workspace` builds it, as `cargo xtask test` does)",
         binary.display()
     );
     binary

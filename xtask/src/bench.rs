@@ -28,7 +28,7 @@ pub(crate) fn bench_api(
             "pgbench is missing; it comes with PostgreSQL's client package (postgresql-client or postgresql-contrib)"
         );
     }
-    let bin = build_release(&["orion-api", "orion-load"])?;
+    let bin = build_release()?;
 
     let database = fresh_database(database_url, "orion_bench")?;
     let address = free_address()?;
@@ -160,19 +160,13 @@ pub(crate) fn fresh_database(database_url: &str, name: &str) -> Result<url::Url>
     Ok(database)
 }
 
-/// Runs `orion-load` against `address` and returns its one-line report.
-/// Builds `packages` optimised and returns the folder their binaries are in.
-pub(crate) fn build_release(packages: &[&str]) -> Result<std::path::PathBuf> {
-    step(&format!("building {} (release)", packages.join(", ")));
-    let mut command = workspace::cargo();
-    command.args(["build", "--release"]);
-    for package in packages {
-        command.args(["-p", package]);
-    }
-    workspace::run(command.env("SQLX_OFFLINE", "true"), "cargo build --release")?;
-    workspace::target_dir().map(|dir| dir.join("release"))
+/// The release build the benchmarks run (every binary, shared by all of them).
+pub(crate) fn build_release() -> Result<std::path::PathBuf> {
+    step("building the workspace's binaries (release)");
+    workspace::build_release()
 }
 
+/// Runs `orion-load` against `address` and returns its one-line report.
 pub(crate) fn run_load(
     bin: &Path,
     address: &str,

@@ -27,7 +27,7 @@ pub(crate) fn bench_gateway(
         services::apt_install(&["nginx"], "nginx (the reference proxy)")?;
     }
     let nginx = services::find_program("nginx").context("nginx is not installed")?;
-    let bin = build_release(&["orion-api", "orion-gateway", "orion-load"])?;
+    let bin = build_release()?;
     let database = fresh_database(database_url, "orion_bench_gateway")?;
 
     let mut supervisor = Supervisor::default();

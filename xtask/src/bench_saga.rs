@@ -30,7 +30,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
     services::ensure_rabbitmq(bench.amqp_url)?;
     let mut supervisor = Supervisor::default();
     services::ensure_mail_catcher(bench.smtp_url, crate::suite::MAIL_UI_PORT, &mut supervisor)?;
-    let bin = build_release(&["orion-api", "orion-worker", "orion-load"])?;
+    let bin = build_release()?;
     let database = fresh_database(bench.database_url, "orion_bench_saga")?;
     let prefix = format!("bench-{}.", std::process::id());
     let env = |command: &mut Command| {

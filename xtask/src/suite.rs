@@ -70,24 +70,14 @@ pub(crate) fn up(release: bool) -> Result<()> {
     let mut supervisor = Supervisor::default();
     provision(&urls, &mut supervisor)?;
 
-    step("building orion-api, orion-worker and orion-gateway");
-    let mut build = workspace::cargo();
-    build
-        .args([
-            "build",
-            "-p",
-            "orion-api",
-            "-p",
-            "orion-worker",
-            "-p",
-            "orion-gateway",
-        ])
-        .env("SQLX_OFFLINE", "true");
-    if release {
-        build.arg("--release");
-    }
-    workspace::run(&mut build, "cargo build")?;
-    let bin = workspace::target_dir()?.join(if release { "release" } else { "debug" });
+    let bin = if release {
+        step("building the workspace's binaries (release)");
+        workspace::build_release()?
+    } else {
+        // The build `cargo xtask test` makes too: after one, the other compiles nothing.
+        step("building the workspace (the same build as `cargo xtask test`)");
+        workspace::build_debug()?
+    };
 
     let process = |binary: &str, listen: &str| {
         let mut command = Command::new(bin.join(binary));
@@ -168,26 +158,11 @@ fn redact(raw: &str) -> String {
     }
 }
 
-/// The binaries the tests start as processes of their own (to kill them, or for schemathesis),
-/// built once with the same packages every time so that cargo never rebuilds them.
-const PROCESS_BINARIES: [&str; 4] = ["-p", "orion-api", "-p", "orion-worker"];
-
-fn build_process_binaries() -> Result<()> {
-    step("building orion-api and orion-worker for the tests that run them as processes");
-    workspace::run(
-        workspace::cargo()
-            .arg("build")
-            .args(PROCESS_BINARIES)
-            .env("SQLX_OFFLINE", "true"),
-        "cargo build -p orion-api -p orion-worker",
-    )
-}
-
 /// `cargo test` with the environment every test run gets: the services' addresses, offline
 /// query data, and none of the developer's own `ORION_*` settings.
 fn test_command(urls: &Urls, chromium: Option<&std::path::Path>, args: &[&str]) -> Result<Command> {
-    let mut command = workspace::cargo();
-    command.arg("test").args(args);
+    let mut command = workspace::cargo_test();
+    command.args(args);
     // The tests build their own configuration; a developer's ORION_* settings must not leak in.
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("ORION_") {
@@ -197,7 +172,6 @@ fn test_command(urls: &Urls, chromium: Option<&std::path::Path>, args: &[&str]) 
     let mail_host = services::Endpoint::from_url(&urls.smtp)
         .map_or_else(|_| "127.0.0.1".to_owned(), |e| e.host);
     command
-        .env("SQLX_OFFLINE", "true")
         .env("DATABASE_URL", urls.maintenance_database()?)
         .env("ORION_TEST_AMQP_URL", &urls.amqp)
         .env("ORION_TEST_SMTP_URL", &urls.smtp)
@@ -217,16 +191,12 @@ pub(crate) fn chaos() -> Result<()> {
     let urls = Urls::from_env();
     let mut supervisor = Supervisor::default();
     provision(&urls, &mut supervisor)?;
-    build_process_binaries()?;
     step("the fault suite: every fault in turn under a stream of orders (about 8 minutes)");
     let mut chaos = test_command(
         &urls,
         None,
         &[
-            "-p",
-            "orion-tests",
-            "--test",
-            "e2e",
+            "--tests",
             "chaos::",
             "--",
             "--ignored",
@@ -245,12 +215,11 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
     let urls = Urls::from_env();
     let mut supervisor = Supervisor::default();
     provision(&urls, &mut supervisor)?;
-    build_process_binaries()?;
     services::ensure_js_clients()?;
     let chromium = services::ensure_chromium()?;
     let test_command = |args: &[&str]| test_command(&urls, Some(chromium.as_path()), args);
-    step("running every test in the workspace");
-    let mut all = test_command(&["--workspace"])?;
+    step("building the workspace and running every test in it");
+    let mut all = test_command(&[])?;
     all.args(cargo_args);
     let result = workspace::run(&mut all, "cargo test").and_then(|()| {
         if !cargo_args.is_empty() {
@@ -259,10 +228,8 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
         // Tests that disturb what every other test shares (the broker) run alone, afterwards.
         step("running the disruptive tests one at a time");
         let mut alone = test_command(&[
-            "-p",
-            "orion-tests",
-            "--test",
-            "e2e",
+            // The build just made; only test binaries, no doc tests to compile again.
+            "--tests",
             "--",
             "--ignored",
             "--test-threads=1",
@@ -284,7 +251,7 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
 fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
     step("schemathesis against the served OpenAPI document");
     let schemathesis = services::install_schemathesis()?;
-    build_process_binaries()?;
+    // Built by the test run just before.
     let binary = workspace::target_dir()?.join("debug/orion-api");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

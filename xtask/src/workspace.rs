@@ -22,6 +22,45 @@ pub(crate) fn cargo() -> Command {
     command
 }
 
+/// `cargo <subcommand>` with the environment every build of the xtask shares: sqlx's query
+/// macros read `SQLX_OFFLINE`, and one build with it and one without would not share crates.
+fn cargo_build_env(subcommand: &str) -> Command {
+    let mut command = cargo();
+    command.arg(subcommand).env("SQLX_OFFLINE", "true");
+    command
+}
+
+/// `cargo test --workspace`: the one debug build. It builds every library, binary and test with
+/// one feature set (dev-dependencies included), and the binaries too, because each binary's
+/// package has tests of its command line (cargo builds a package's binaries for its integration
+/// tests). Tests, crash tests, schemathesis and `cargo xtask up` all use this build; selecting
+/// packages (`-p`) or leaving the tests out would unify features differently and rebuild much of
+/// the workspace.
+pub(crate) fn cargo_test() -> Command {
+    let mut command = cargo_build_env("test");
+    command.arg("--workspace");
+    command
+}
+
+/// The one debug build, without running anything; returns the binaries' folder.
+pub(crate) fn build_debug() -> Result<PathBuf> {
+    run(
+        cargo_test().arg("--no-run"),
+        "cargo test --workspace --no-run",
+    )?;
+    target_dir().map(|dir| dir.join("debug"))
+}
+
+/// The one release build, every binary of the workspace whichever of them the caller needs, so
+/// that each benchmark and `cargo xtask up --release` reuse it; returns the binaries' folder.
+pub(crate) fn build_release() -> Result<PathBuf> {
+    run(
+        cargo_build_env("build").args(["--release", "--workspace", "--bins"]),
+        "cargo build --release --workspace --bins",
+    )?;
+    target_dir().map(|dir| dir.join("release"))
+}
+
 /// Runs a command to completion, failing with `what` if it does not succeed.
 pub(crate) fn run(command: &mut Command, what: &str) -> Result<()> {
     let status = command

@@ -1,0 +1,20 @@
+//! The `orion-gateway` binary as an operator starts it: prod refuses the development secret
+//! before it listens anywhere.
+
+use std::process::Command;
+
+#[test]
+fn prod_refuses_the_development_jwt_secret() {
+    let output = Command::new(env!("CARGO_BIN_EXE_orion-gateway"))
+        .env_clear()
+        .env("ORION_ENV", "prod")
+        .args(["--listen", "127.0.0.1:0", "--https-listen", "off"])
+        .output()
+        .expect("orion-gateway runs");
+    assert!(!output.status.success(), "refused: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ORION_JWT_SECRET is the development default"),
+        "says why: {stderr}"
+    );
+}
