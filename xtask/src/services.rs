@@ -121,7 +121,7 @@ pub(crate) fn apt_install(packages: &[&str], why: &str) -> Result<()> {
         );
     }
     step(&format!(
-        "installing {} from the distribution's packages",
+        "installing {} from the distribution's packages: {why}",
         packages.join(", ")
     ));
     workspace::run(
@@ -389,7 +389,7 @@ pub(crate) fn ensure_js_clients() -> Result<()> {
     if current {
         return Ok(());
     }
-    step("installing the JavaScript test clients from tests/js/package-lock.json");
+    step("installing the JavaScript test clients (@microsoft/signalr, playwright-core) from tests/js/package-lock.json (about 15 MB)");
     workspace::run(
         Command::new("npm")
             .args([
@@ -416,7 +416,7 @@ pub(crate) fn ensure_chromium() -> Result<PathBuf> {
     }
     apt_install(
         &["chromium"],
-        "Chromium (for the admin panel's browser test)",
+        "Chromium for the admin panel's browser test (about 80 MB to download, 300 MB installed)",
     )?;
     find().context("chromium was installed but is not on PATH")
 }

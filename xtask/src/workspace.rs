@@ -19,8 +19,28 @@ pub(crate) fn root() -> PathBuf {
 pub(crate) fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(root());
+    // `cargo run` describes the xtask package to it in these; build scripts that read them (ring
+    // reads `CARGO_PKG_NAME` and `CARGO_MANIFEST_DIR` through `rerun-if-env-changed`) would see
+    // them changed from a build started in a shell and run again, rebuilding what depends on them.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if RUN_ONLY_VARIABLES.contains(&name.as_ref()) || name.starts_with("CARGO_PKG_") {
+            command.env_remove(name.as_ref());
+        }
+    }
     command
 }
+
+/// What `cargo run` sets for the program it runs, besides `CARGO_PKG_*`.
+const RUN_ONLY_VARIABLES: [&str; 7] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "OUT_DIR",
+];
 
 /// `cargo <subcommand>` with the environment every build of the xtask shares: sqlx's query
 /// macros read `SQLX_OFFLINE`, and one build with it and one without would not share crates.
