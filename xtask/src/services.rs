@@ -389,7 +389,9 @@ pub(crate) fn ensure_js_clients() -> Result<()> {
     if current {
         return Ok(());
     }
-    step("installing the JavaScript test clients (@microsoft/signalr, playwright-core) from tests/js/package-lock.json (about 15 MB)");
+    step(
+        "installing the JavaScript test clients (@microsoft/signalr, playwright-core) from tests/js/package-lock.json (about 15 MB)",
+    );
     workspace::run(
         Command::new("npm")
             .args([
