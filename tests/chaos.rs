@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::support::{
     ADMIN, DatabaseOutage, DropAfterAccept, Mailbox, OrionProcess, Partition, REGISTERED_PASSWORD,
-    Running, WorkerProcess, amqp_url, api_args, database_url, management_url, restart_broker_app,
-    spawn_gateway,
+    Running, WorkerProcess, amqp_url, api_args, database_url, management_url, publish_poison,
+    restart_broker_app, spawn_gateway,
 };
 
 /// The item every order takes one unit of; far more than the run can sell.
@@ -398,7 +398,8 @@ impl Suite {
                 self.partition.heal();
             }
             Fault::HandlerPanics => {
-                let poison = self.publish_poison("panic").await;
+                let poison =
+                    publish_poison(&crate::support::topology(self.prefix.clone()), "panic").await;
                 self.poison = Some(poison);
                 // Retried with backoff and parked while the orders keep flowing around it.
                 let parked_by = Instant::now() + Duration::from_secs(60);
@@ -411,42 +412,6 @@ impl Suite {
                 }
             }
         }
-    }
-
-    /// Sends the saga queue an event whose handler plays `fault`; returns the message's id.
-    async fn publish_poison(&self, fault: &str) -> Uuid {
-        let topology = crate::support::topology(self.prefix.clone());
-        let publisher = orion_messaging::Publisher::new(
-            Arc::new(orion_messaging::Broker::new(amqp_url())),
-            topology.clone(),
-        );
-        let envelope = orion_messaging::Envelope {
-            specversion: orion_messaging::Envelope::SPEC_VERSION.to_owned(),
-            id: Uuid::now_v7(),
-            kind: "order.cancelled".to_owned(),
-            source: "orion-chaos".to_owned(),
-            time: time::OffsetDateTime::now_utc(),
-            subject: Uuid::now_v7().to_string(),
-            correlation_id: None,
-            causation_id: None,
-            traceparent: None,
-            datacontenttype: "application/json".to_owned(),
-            data: json!({"order_id": Uuid::now_v7(), "reason": "chaos"}),
-        };
-        let mut headers = lapin::types::FieldTable::default();
-        headers.insert(
-            orion_messaging::FAULT_HEADER.into(),
-            lapin::types::AMQPValue::LongString(fault.into()),
-        );
-        publisher
-            .send_to_queue(
-                &topology.queue(orion_messaging::WorkQueue::Saga),
-                &envelope.to_bytes().unwrap(),
-                envelope.properties().with_headers(headers),
-            )
-            .await
-            .unwrap();
-        envelope.id
     }
 
     /// Runs the first worker with `extra` flags for a few seconds of the stream, then as before;

@@ -11,7 +11,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::support::{
-    ADMIN, Customer, DatabaseOutage, Mailbox, TestApi, TestWorker, WorkerProcess,
+    ADMIN, Customer, DatabaseOutage, Mailbox, TestApi, TestWorker, WorkerProcess, publish_poison,
     restart_broker_app,
 };
 
@@ -553,25 +553,7 @@ async fn a_message_that_crashes_the_worker_is_parked_after_ten_crashes(
         &management_url,
     ];
 
-    let poison = outbox_free_envelope("order.cancelled");
-    let mut headers = lapin::types::FieldTable::default();
-    headers.insert(
-        orion_messaging::FAULT_HEADER.into(),
-        lapin::types::AMQPValue::LongString("crash".into()),
-    );
-    let properties = poison.properties().with_headers(headers);
-    let publisher = Publisher::new(
-        std::sync::Arc::new(orion_messaging::Broker::new(crate::support::amqp_url())),
-        api.topology.clone(),
-    );
-    publisher
-        .send_to_queue(
-            &api.topology.queue(WorkQueue::Saga),
-            &poison.to_bytes().unwrap(),
-            properties,
-        )
-        .await
-        .unwrap();
+    let poison = publish_poison(&api.topology, "crash").await;
     let order = api.place_order(&customer.token, &[("SKU-2", 1)]).await;
     let id = order["id"].as_str().unwrap().to_owned();
 
@@ -601,7 +583,7 @@ async fn a_message_that_crashes_the_worker_is_parked_after_ten_crashes(
             .as_array()
             .unwrap()
             .iter()
-            .find(|l| l["message_id"] == poison.id.to_string().as_str())
+            .find(|l| l["message_id"] == poison.to_string().as_str())
         {
             parked = letter.clone();
             break;
@@ -634,21 +616,4 @@ async fn a_message_that_crashes_the_worker_is_parked_after_ten_crashes(
     survivor.terminate().await;
     management.remove(&api.topology.policies()).await.unwrap();
     api.stop().await;
-}
-
-/// An event about an order that does not exist: harmless if it ever ran.
-fn outbox_free_envelope(kind: &str) -> Envelope {
-    Envelope {
-        specversion: Envelope::SPEC_VERSION.to_owned(),
-        id: Uuid::now_v7(),
-        kind: kind.to_owned(),
-        source: "orion-tests".to_owned(),
-        time: time::OffsetDateTime::now_utc(),
-        subject: Uuid::now_v7().to_string(),
-        correlation_id: None,
-        causation_id: None,
-        traceparent: None,
-        datacontenttype: "application/json".to_owned(),
-        data: json!({"order_id": Uuid::now_v7(), "reason": "test"}),
-    }
 }

@@ -233,3 +233,40 @@ impl DropAfterAccept {
         self.dropped.load(Ordering::SeqCst)
     }
 }
+
+/// Sends the saga queue of `topology` an event, about an order that does not exist, whose
+/// handler plays `fault` (`panic` or `crash`) in a worker with fault injection on; returns the
+/// message's id.
+pub(crate) async fn publish_poison(
+    topology: &orion_messaging::Topology,
+    fault: &str,
+) -> uuid::Uuid {
+    use orion_messaging::{Broker, Envelope, FAULT_HEADER, Publisher, WorkQueue};
+    let envelope = Envelope {
+        specversion: Envelope::SPEC_VERSION.to_owned(),
+        id: uuid::Uuid::now_v7(),
+        kind: "order.cancelled".to_owned(),
+        source: "orion-tests".to_owned(),
+        time: time::OffsetDateTime::now_utc(),
+        subject: uuid::Uuid::now_v7().to_string(),
+        correlation_id: None,
+        causation_id: None,
+        traceparent: None,
+        datacontenttype: "application/json".to_owned(),
+        data: serde_json::json!({"order_id": uuid::Uuid::now_v7(), "reason": "injected fault"}),
+    };
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        FAULT_HEADER.into(),
+        lapin::types::AMQPValue::LongString(fault.into()),
+    );
+    Publisher::new(Arc::new(Broker::new(super::amqp_url())), topology.clone())
+        .send_to_queue(
+            &topology.queue(WorkQueue::Saga),
+            &envelope.to_bytes().expect("an envelope encodes"),
+            envelope.properties().with_headers(headers),
+        )
+        .await
+        .expect("the broker confirms the poison message");
+    envelope.id
+}

@@ -14,7 +14,9 @@ pub(crate) use api::{
     expect_problem, topology, with_token,
 };
 pub(crate) use app::{Running, database_url, signal};
-pub(crate) use faults::{DatabaseOutage, DropAfterAccept, Partition, restart_broker_app};
+pub(crate) use faults::{
+    DatabaseOutage, DropAfterAccept, Partition, publish_poison, restart_broker_app,
+};
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, manifest_dir};
 pub(crate) use process::OrionProcess;
