@@ -23,6 +23,30 @@ async fn count(pool: &PgPool, sql: &'static str, order_id: &str) -> i64 {
         .unwrap()
 }
 
+/// The first dead letter an admin sees that `matches`, looked for every 100 ms for `within`;
+/// `Value::Null` when none showed up, which the caller's assertions then report.
+async fn wait_for_dead_letter(
+    api: &TestApi,
+    admin: &str,
+    within: Duration,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let list = api.get_json("/api/admin/dead-letters", admin).await;
+        if let Some(letter) = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| matches(l))
+        {
+            return letter.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Value::Null
+}
+
 /// The envelope of an event still in the outbox, as the relay would have sent it.
 async fn outbox_envelope(pool: &PgPool, event_type: &str, order_id: &str) -> Envelope {
     let row = sqlx::query(
@@ -163,20 +187,10 @@ async fn a_failing_handler_is_retried_then_parked_and_a_replay_works_once_fixed(
     let id = order["id"].as_str().unwrap().to_owned();
 
     let admin = api.token(ADMIN).await;
-    let mut parked = Value::Null;
-    for _ in 0..150 {
-        let list = api.get_json("/api/admin/dead-letters", &admin).await;
-        if let Some(letter) = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["body"]["subject"] == id.as_str())
-        {
-            parked = letter.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let parked = wait_for_dead_letter(&api, &admin, Duration::from_secs(15), |letter| {
+        letter["body"]["subject"] == id.as_str()
+    })
+    .await;
     assert_eq!(parked["event_type"], "order.placed", "parked: {parked}");
     assert_eq!(parked["attempts"], 5, "tried five times with backoff");
     assert_eq!(parked["queue"], api.topology.queue(WorkQueue::Saga));
@@ -576,20 +590,10 @@ async fn a_message_that_crashes_the_worker_is_parked_after_ten_crashes(
     );
 
     let admin = api.token(ADMIN).await;
-    let mut parked = Value::Null;
-    for _ in 0..100 {
-        let list = api.get_json("/api/admin/dead-letters", &admin).await;
-        if let Some(letter) = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["message_id"] == poison.to_string().as_str())
-        {
-            parked = letter.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let parked = wait_for_dead_letter(&api, &admin, Duration::from_secs(10), |letter| {
+        letter["message_id"] == poison.to_string().as_str()
+    })
+    .await;
     assert_eq!(
         parked["queue"],
         api.topology.queue(WorkQueue::Saga),

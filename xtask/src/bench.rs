@@ -28,7 +28,7 @@ pub(crate) fn bench_api(
             "pgbench is missing; it comes with PostgreSQL's client package (postgresql-client or postgresql-contrib)"
         );
     }
-    let bin = build_release()?;
+    let bin = workspace::build_release()?;
 
     let database = fresh_database(database_url, "orion_bench")?;
     let address = free_address()?;
@@ -158,12 +158,6 @@ pub(crate) fn fresh_database(database_url: &str, name: &str) -> Result<url::Url>
         &format!("drop database if exists {name}"),
     )?;
     Ok(database)
-}
-
-/// The release build the benchmarks run (every binary, shared by all of them).
-pub(crate) fn build_release() -> Result<std::path::PathBuf> {
-    step("building the workspace's binaries (release)");
-    workspace::build_release()
 }
 
 /// Runs `orion-load` against `address` and returns its one-line report.

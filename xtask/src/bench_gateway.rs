@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bench::{build_release, free_address, fresh_database, run_load};
+use crate::bench::{free_address, fresh_database, run_load};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
 use crate::workspace;
@@ -27,7 +27,7 @@ pub(crate) fn bench_gateway(
         services::apt_install(&["nginx"], "nginx (the reference proxy)")?;
     }
     let nginx = services::find_program("nginx").context("nginx is not installed")?;
-    let bin = build_release()?;
+    let bin = workspace::build_release()?;
     let database = fresh_database(database_url, "orion_bench_gateway")?;
 
     let mut supervisor = Supervisor::default();

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::bench::{build_release, free_address, fresh_database, psql, psql_value, run_load};
+use crate::bench::{free_address, fresh_database, psql, psql_value, run_load};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
+use crate::workspace;
 
 pub(crate) struct SagaBench<'a> {
     pub(crate) database_url: &'a str,
@@ -30,7 +31,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
     services::ensure_rabbitmq(bench.amqp_url)?;
     let mut supervisor = Supervisor::default();
     services::ensure_mail_catcher(bench.smtp_url, crate::suite::MAIL_UI_PORT, &mut supervisor)?;
-    let bin = build_release()?;
+    let bin = workspace::build_release()?;
     let database = fresh_database(bench.database_url, "orion_bench_saga")?;
     let prefix = format!("bench-{}.", std::process::id());
     let env = |command: &mut Command| {

@@ -71,7 +71,6 @@ pub(crate) fn up(release: bool) -> Result<()> {
     provision(&urls, &mut supervisor)?;
 
     let bin = if release {
-        step("building the workspace's binaries (release)");
         workspace::build_release()?
     } else {
         // The build `cargo xtask test` makes too: after one, the other compiles nothing.

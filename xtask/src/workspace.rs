@@ -74,6 +74,7 @@ pub(crate) fn build_debug() -> Result<PathBuf> {
 /// The one release build, every binary of the workspace whichever of them the caller needs, so
 /// that each benchmark and `cargo xtask up --release` reuse it; returns the binaries' folder.
 pub(crate) fn build_release() -> Result<PathBuf> {
+    crate::services::step("building the workspace's binaries (release)");
     run(
         cargo_build_env("build").args(["--release", "--workspace", "--bins"]),
         "cargo build --release --workspace --bins",

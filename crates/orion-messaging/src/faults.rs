@@ -22,13 +22,7 @@ pub(crate) enum InjectedFault {
 
 impl InjectedFault {
     pub(crate) fn requested_by(properties: &BasicProperties) -> Option<Self> {
-        let value = properties
-            .headers()
-            .as_ref()?
-            .inner()
-            .get(FAULT_HEADER)?
-            .clone();
-        let name = match &value {
+        let name = match properties.headers().as_ref()?.inner().get(FAULT_HEADER)? {
             AMQPValue::LongString(text) => text.to_string(),
             AMQPValue::ShortString(text) => text.to_string(),
             _ => return None,

@@ -59,12 +59,7 @@ impl Topology {
     pub fn policies(&self) -> Vec<QueuePolicy> {
         let prefix = regex_escape(self.prefix());
         let work = WorkQueue::ALL
-            .iter()
-            .map(|queue| {
-                let name = self.queue(*queue);
-                regex_escape(&name[self.prefix().len()..])
-            })
-            .collect::<Vec<_>>()
+            .map(|queue| regex_escape(queue.base_name()))
             .join("|");
         let policy = |name: &str, pattern: String, definition| QueuePolicy {
             name: format!("{}orion-{name}", self.prefix()),
@@ -173,14 +168,11 @@ impl Management {
     /// Creates or updates every policy (a PUT of an unchanged policy changes nothing).
     pub async fn apply(&self, policies: &[QueuePolicy]) -> Result<()> {
         for policy in policies {
-            let response = self
-                .client
-                .put(self.policy_url(&policy.name))
-                .basic_auth(&self.username, Some(&self.password))
-                .json(policy)
-                .send()
-                .await
-                .map_err(|error| Error::Management(error.to_string()))?;
+            let response = send(
+                self.policy_request(reqwest::Method::PUT, &policy.name)
+                    .json(policy),
+            )
+            .await?;
             expect_success(response, &policy.name).await?;
         }
         Ok(())
@@ -222,13 +214,7 @@ impl Management {
 
     /// The policy the broker holds under `name`, as the management API describes it.
     pub async fn policy(&self, name: &str) -> Result<Option<serde_json::Value>> {
-        let response = self
-            .client
-            .get(self.policy_url(name))
-            .basic_auth(&self.username, Some(&self.password))
-            .send()
-            .await
-            .map_err(|error| Error::Management(error.to_string()))?;
+        let response = send(self.policy_request(reqwest::Method::GET, name)).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -246,18 +232,19 @@ impl Management {
     /// Removes the policies (tests clean up after themselves with it); absent ones are fine.
     pub async fn remove(&self, policies: &[QueuePolicy]) -> Result<()> {
         for policy in policies {
-            let response = self
-                .client
-                .delete(self.policy_url(&policy.name))
-                .basic_auth(&self.username, Some(&self.password))
-                .send()
-                .await
-                .map_err(|error| Error::Management(error.to_string()))?;
+            let response = send(self.policy_request(reqwest::Method::DELETE, &policy.name)).await?;
             if response.status() != reqwest::StatusCode::NOT_FOUND {
                 expect_success(response, &policy.name).await?;
             }
         }
         Ok(())
+    }
+
+    /// A signed-in request about the policy `name`.
+    fn policy_request(&self, method: reqwest::Method, name: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.policy_url(name))
+            .basic_auth(&self.username, Some(&self.password))
     }
 
     fn policy_url(&self, name: &str) -> String {
@@ -268,6 +255,13 @@ impl Management {
             percent_encode(name)
         )
     }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    request
+        .send()
+        .await
+        .map_err(|error| Error::Management(error.to_string()))
 }
 
 async fn expect_success(response: reqwest::Response, policy: &str) -> Result<()> {

@@ -32,7 +32,7 @@ pub enum WorkQueue {
 impl WorkQueue {
     pub const ALL: [WorkQueue; 3] = [Self::Saga, Self::Email, Self::Projections];
 
-    fn base_name(self) -> &'static str {
+    pub(crate) fn base_name(self) -> &'static str {
         match self {
             Self::Saga => "orion.saga",
             Self::Email => "orion.email",
