@@ -16,7 +16,8 @@ fn api_defaults_match_the_design() {
         config.amqp.amqp_url,
         "amqp://guest:guest@127.0.0.1:5672/%2f"
     );
-    assert_eq!(config.common.env, Environment::Dev);
+    // Fail closed: a server without `ORION_ENV` is prod.
+    assert_eq!(config.common.env, Environment::Prod);
 }
 
 #[test]

@@ -297,6 +297,8 @@ async fn a_post_without_idempotency_key_is_not_retried_and_headers_are_made_righ
     let list = format!("{},{}", dead_address, a.address);
     let config = <orion_gateway::Config as clap::Parser>::parse_from([
         "orion-gateway",
+        "--env",
+        "dev",
         "--https-listen",
         "off",
         "--upstreams",
@@ -402,6 +404,8 @@ async fn no_replica_is_a_502_problem_and_readiness_says_so() {
     drop(gone);
     let config = <orion_gateway::Config as clap::Parser>::parse_from([
         "orion-gateway",
+        "--env",
+        "dev",
         "--https-listen",
         "off",
         "--upstreams",
@@ -499,6 +503,8 @@ async fn a_websocket_through_the_gateway_talks_both_ways_and_shutdown_closes_it(
     let upstream = websocket_upstream().await;
     let config = <orion_gateway::Config as clap::Parser>::parse_from([
         "orion-gateway",
+        "--env",
+        "dev",
         "--https-listen",
         "off",
         "--upstreams",
@@ -553,6 +559,8 @@ async fn https_with_the_dev_certificate_serves_rest_and_websockets() {
     let list = format!("{},{}", rest.address, ws);
     let config = <orion_gateway::Config as clap::Parser>::parse_from([
         "orion-gateway",
+        "--env",
+        "dev",
         "--upstreams",
         &list,
         "--jwt-secret",
@@ -665,6 +673,8 @@ async fn a_replica_too_slow_to_answer_is_a_504_problem_and_draining_turns_readin
     });
     let config = <orion_gateway::Config as clap::Parser>::parse_from([
         "orion-gateway",
+        "--env",
+        "dev",
         "--https-listen",
         "off",
         "--upstreams",

@@ -9,6 +9,8 @@ use crate::support::{Running, database_url, signal};
 fn api_config(db: &str) -> orion_api::Config {
     orion_api::Cli::parse_from([
         "orion-api",
+        "--env",
+        "dev",
         "--database-url",
         db,
         "--database-max-connections",
@@ -96,8 +98,7 @@ async fn prod_mode_refuses_the_default_secret_and_seeds_nothing(
     options: PgConnectOptions,
 ) {
     let db = database_url(&options);
-    let config =
-        orion_api::Cli::parse_from(["orion-api", "--env", "prod", "--database-url", &db]).config;
+    let config = orion_api::Cli::parse_from(["orion-api", "--database-url", &db]).config;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = orion_api::run(config, listener, std::future::pending())
         .await
@@ -183,7 +184,13 @@ async fn worker_serves_probes_and_stops(_: PgPoolOptions, options: PgConnectOpti
 
 #[tokio::test]
 async fn gateway_serves_liveness_and_stops() {
-    let config = orion_gateway::Config::parse_from(["orion-gateway", "--https-listen", "off"]);
+    let config = orion_gateway::Config::parse_from([
+        "orion-gateway",
+        "--env",
+        "dev",
+        "--https-listen",
+        "off",
+    ]);
     let gateway =
         Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))
             .await;

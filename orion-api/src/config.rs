@@ -43,6 +43,9 @@ pub struct Config {
     pub listen: SocketAddr,
 
     #[command(flatten)]
+    pub http: orion_http::HttpLimits,
+
+    #[command(flatten)]
     pub database: DatabaseArgs,
 
     #[command(flatten)]
@@ -58,6 +61,12 @@ pub struct Config {
     /// Name of this replica in logs and queue names; defaults to a random one.
     #[arg(long, env = "ORION_INSTANCE_ID")]
     pub instance_id: Option<String>,
+
+    /// Memory password hashing may hold at once, in MiB: each argon2id hash takes 19 MiB, so
+    /// the default runs six at a time. Sign-ins beyond that wait briefly, then get `503`.
+    #[arg(long, env = "ORION_PASSWORD_HASH_MEMORY_MIB", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(19..=65_536))]
+    pub password_hash_memory_mib: u32,
 
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "ORION_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900,

@@ -39,6 +39,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request body did not arrive in time; send it at once")]
+    BodyTimeout,
     #[error("{detail}")]
     Validation {
         detail: String,
@@ -46,6 +48,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
+    #[error("too many failed sign-ins for this account; retry in {0} s")]
+    TooManyAttempts(u64),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -135,6 +139,11 @@ impl ApiError {
                 "Payload too large",
             ),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            Self::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+            ),
             Self::Validation { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation-error",
@@ -144,6 +153,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Authentication required",
+            ),
+            Self::TooManyAttempts(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-attempts",
+                "Too many attempts",
             ),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
@@ -201,6 +215,10 @@ pub(crate) fn problem_type(slug: &str) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
+        let self_retry = match &self {
+            Self::TooManyAttempts(seconds) => Some(*seconds),
+            _ => None,
+        };
         if let Self::Internal(cause) = &self {
             tracing::error!(error = %cause, source = ?cause.source(), "request failed");
         }
@@ -230,6 +248,9 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
+        }
+        if let Some(seconds) = self_retry {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -315,9 +336,22 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Self::PayloadTooLarge(crate::BODY_LIMIT)
             }
+            other if timed_out(&other) => Self::BodyTimeout,
             other => Self::BadRequest(other.body_text()),
         }
     }
+}
+
+/// Whether reading the body failed because the client sent it too slowly.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl From<PathRejection> for ApiError {

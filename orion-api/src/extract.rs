@@ -1,8 +1,14 @@
 //! Extractors whose rejections are problem+json, and the caller's identity.
 
-use axum::extract::{FromRequest, FromRequestParts};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
 use orion_auth::{Principal, Role, Scope, secret_hash};
 use time::OffsetDateTime;
 
@@ -66,8 +72,45 @@ impl FromRequestParts<AppState> for Auth {
                 ));
             }
         };
+        if let (Principal::ApiKey { .. }, Some(accepted)) =
+            (&principal, parts.extensions.get::<KeyAccepted>())
+        {
+            accepted.0.store(true, Ordering::Relaxed);
+        }
         Ok(Auth(principal))
     }
+}
+
+/// Set when a request was authenticated with an API key, so that its answer says so.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyAccepted(Arc<AtomicBool>);
+
+/// The answer header that tells the gateway an API key is valid: the gateway rate-limits a key
+/// on its own only once the API has vouched for it (a made-up key counts against its client's
+/// address), and takes the header off before the client sees it.
+const KEY_ACCEPTED: HeaderName = HeaderName::from_static("x-orion-api-key");
+
+/// Marks the answer to a request that an API key authenticated.
+pub(crate) async fn mark_key_accepted(mut request: Request, next: Next) -> Response {
+    let carries_key = request.headers().contains_key("x-api-key")
+        || request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.get(..7))
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("apikey "));
+    if !carries_key {
+        return next.run(request).await;
+    }
+    let accepted = KeyAccepted::default();
+    request.extensions_mut().insert(accepted.clone());
+    let mut response = next.run(request).await;
+    if accepted.0.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(KEY_ACCEPTED, HeaderValue::from_static("accepted"));
+    }
+    response
 }
 
 fn bearer(state: &AppState, token: &str) -> Result<Principal, ApiError> {

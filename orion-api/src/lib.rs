@@ -7,12 +7,14 @@ mod config;
 mod docs;
 mod error;
 mod extract;
+mod hashing;
 mod hub;
 mod metrics;
 pub mod models;
 mod panel;
 mod routes;
 mod state;
+mod throttle;
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -96,9 +99,8 @@ pub async fn run(
         shutdown.await;
         hub.shut_down(Duration::from_secs(5)).await;
     };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.http.clone();
+    let served = orion_http::serve(listener, router(state), &limits, shutdown).await;
     backplane.stop().await;
     if let Some(relay) = relay {
         relay.stop().await;
@@ -159,6 +161,9 @@ pub fn router(state: AppState) -> Router {
     // Install the recorder before the first request is counted.
     let metrics = metrics::handle();
     let timeout = Duration::from_secs(state.config.request_timeout_seconds);
+    // A body trickled in byte by byte is cut off rather than holding a handler (and the
+    // request timeout bounds the whole request).
+    let body_timeout = state.config.http.body_timeout();
     let cors = cors(&state.config.cors_origins);
     let timeouts = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |error: BoxError| async move {
@@ -176,7 +181,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("this resource does not support that method".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(timeouts)
+        .layer(axum::middleware::from_fn(extract::mark_key_accepted))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(cors)
         .layer(

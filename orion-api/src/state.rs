@@ -8,6 +8,7 @@ use orion_persistence::Pool;
 use time::Duration;
 
 use crate::Config;
+use crate::hashing::PasswordHashing;
 use crate::hub::Hub;
 
 /// Cheap to clone: everything inside is shared.
@@ -20,6 +21,7 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     pub publisher: Publisher,
     pub hub: Hub,
+    pub(crate) hashing: PasswordHashing,
     instance_id: Arc<str>,
 }
 
@@ -41,6 +43,7 @@ impl AppState {
                 .with_retry_delays(config.amqp.retry_delays_ms()),
         );
         let hub = Hub::new(config.hub_settings());
+        let hashing = PasswordHashing::new(config.password_hash_memory_mib);
         Self {
             pool,
             hub,
@@ -49,6 +52,7 @@ impl AppState {
             refresh_ttl,
             broker,
             publisher,
+            hashing,
             instance_id: instance_id.into(),
         }
     }

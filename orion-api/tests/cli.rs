@@ -23,6 +23,20 @@ fn prod_refuses_the_development_jwt_secret() {
     );
 }
 
+/// Fail closed: a server started without `ORION_ENV` is in prod mode, so it neither serves
+/// with the public development secret nor seeds the demo admin.
+#[test]
+fn without_orion_env_it_is_prod_and_refuses_the_development_secret() {
+    let output = orion_api(&[], &["--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success(), "refused: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ORION_JWT_SECRET is the development default")
+            && stderr.contains("ORION_ENV=dev"),
+        "says why and how to run locally: {stderr}"
+    );
+}
+
 #[test]
 fn an_invalid_setting_is_named_with_the_usage_error_code() {
     let output = orion_api(&[("ORION_AMQP_RETRY_DELAYS_MS", "1000,5000")], &[]);

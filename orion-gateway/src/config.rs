@@ -17,6 +17,9 @@ pub struct Config {
     #[arg(long, env = "ORION_LISTEN", default_value = defaults::GATEWAY_HTTP)]
     pub listen: SocketAddr,
 
+    #[command(flatten)]
+    pub http: orion_http::HttpLimits,
+
     /// HTTPS address, or `off`.
     #[arg(long, env = "ORION_HTTPS_LISTEN", default_value = defaults::GATEWAY_HTTPS, value_parser = parse_optional_addr)]
     pub https_listen: ::std::option::Option<SocketAddr>,

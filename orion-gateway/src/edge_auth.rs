@@ -1,6 +1,9 @@
 //! Authentication at the edge: which routes need a caller, and checking the access token of those
 //! that do with the API's own rules (HS256 only, `exp`, `iss`, `aud`). API keys are the API's to
-//! check; the gateway passes them on and only uses a keyed hash of them as a rate-limit key.
+//! check; the gateway passes them on, uses a keyed hash of them as a rate-limit key once the API
+//! has vouched for them, and counts them against the client's address until then.
+
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, Uri, header};
 use orion_auth::TokenKeys;
@@ -9,15 +12,17 @@ use sha2::{Digest, Sha256};
 /// Verified access tokens remembered at most; a few megabytes when full.
 const VERIFIED_TOKENS: usize = 8_192;
 
-/// Who the caller is, as far as the gateway knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Caller {
-    Anonymous,
-    /// A valid access token's subject.
-    User(uuid::Uuid),
-    /// A keyed hash of an API key (never the key itself).
-    ApiKey(String),
+/// Who the caller is, as far as the gateway knows: the subject of a valid access token, and a
+/// keyed hash of the API key the request carries (never the key itself). A request may carry
+/// both; the rate limits count it under each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub(crate) user: Option<uuid::Uuid>,
+    pub(crate) key: Option<KeyHash>,
 }
+
+/// A keyed hash of an API key.
+pub(crate) type KeyHash = Box<str>;
 
 /// Why a protected route was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,9 +108,7 @@ impl EdgeAuth {
     ) -> Result<Caller, Refusal> {
         let path = uri.path();
         let public = is_public(method, path);
-        if let Some(key) = api_key(headers) {
-            return Ok(Caller::ApiKey(keyed_hash(&self.key_salt, key)));
-        }
+        let key = api_key(headers).map(|key| keyed_hash(&self.key_salt, key));
         let query_token;
         let token = match bearer(headers) {
             Some(token) => Some(token),
@@ -116,16 +119,17 @@ impl EdgeAuth {
             }
             None => None,
         };
-        match token {
-            Some(token) => match self.verify(token) {
-                Some(sub) => Ok(Caller::User(sub)),
-                // A bad token on a public route is the API's business (it may ignore it).
-                None if public => Ok(Caller::Anonymous),
-                None => Err(Refusal::Invalid),
-            },
-            None if public => Ok(Caller::Anonymous),
-            None => Err(Refusal::Missing),
+        let user = match token.map(|token| self.verify(token)) {
+            Some(Some(sub)) => Some(sub),
+            // A bad token on a public route is the API's business (it may ignore it).
+            Some(None) if public => None,
+            Some(None) => return Err(Refusal::Invalid),
+            None => None,
+        };
+        if !public && user.is_none() && key.is_none() {
+            return Err(Refusal::Missing);
         }
+        Ok(Caller { user, key })
     }
 
     /// The subject of a valid, unexpired token.
@@ -198,7 +202,7 @@ fn percent_decode(raw: &str) -> String {
 }
 
 /// A hash of the key under a per-process secret: a stable rate-limit key that reveals nothing.
-fn keyed_hash(salt: &[u8], key: &str) -> String {
+fn keyed_hash(salt: &[u8], key: &str) -> KeyHash {
     let mut hasher = Sha256::new();
     hasher.update(salt);
     hasher.update(key.as_bytes());
@@ -207,7 +211,57 @@ fn keyed_hash(salt: &[u8], key: &str) -> String {
         .iter()
         .take(16)
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect::<String>()
+        .into_boxed_str()
+}
+
+/// API keys the API has accepted lately, by keyed hash. Until the API has vouched for a key, a
+/// request carrying it is counted against its client's address: a made-up key never buys a
+/// bucket of its own, and only keys that exist take limiter state. The API says so on every
+/// answer to a request it authenticated with a key ([`KEY_ACCEPTED`]); a `401` to a request with
+/// a key forgets it (revoked).
+pub(crate) struct VouchedKeys {
+    keys: quick_cache::sync::Cache<KeyHash, Instant>,
+    ttl: Duration,
+}
+
+/// The API's answer header naming a request it authenticated with an API key. Internal: the
+/// gateway takes it off the answer.
+pub(crate) const KEY_ACCEPTED: &str = "x-orion-api-key";
+
+impl std::fmt::Debug for VouchedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VouchedKeys")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VouchedKeys {
+    /// Keys remembered at most: integrators are few, and only keys the API accepted get in.
+    const CAPACITY: usize = 8_192;
+
+    pub(crate) fn new(ttl: Duration) -> VouchedKeys {
+        VouchedKeys {
+            keys: quick_cache::sync::Cache::new(Self::CAPACITY),
+            ttl,
+        }
+    }
+
+    pub(crate) fn is_vouched(&self, key: &str) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|since| since.elapsed() < self.ttl)
+    }
+
+    /// Learns from the API's answer to a request that carried `key`.
+    pub(crate) fn learn(&self, key: &str, status: u16, accepted: bool) {
+        if accepted {
+            self.keys.insert(key.into(), Instant::now());
+        } else if status == 401 {
+            self.keys.remove(key);
+        }
+    }
 }
 
 /// The query string with any `access_token` value replaced, for logs.
@@ -285,11 +339,51 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", "ork_abc_def".parse().unwrap());
         let uri: Uri = "/api/orders".parse().unwrap();
-        let Ok(Caller::ApiKey(hash)) = edge().identify(&Method::GET, &uri, &headers) else {
+        let Ok(Caller {
+            user: None,
+            key: Some(hash),
+        }) = edge().identify(&Method::GET, &uri, &headers)
+        else {
             panic!("an API key caller");
         };
         assert!(!hash.contains("ork_"));
         assert_eq!(hash.len(), 32);
+    }
+
+    #[test]
+    fn a_bearer_and_a_key_are_both_the_caller() {
+        let user = uuid::Uuid::now_v7();
+        let token = TokenKeys::new(SECRET, time::Duration::minutes(5))
+            .issue(
+                user,
+                orion_auth::Role::Customer,
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let mut headers = bearer_headers(&token.token);
+        headers.insert("x-api-key", "made-up".parse().unwrap());
+        let uri: Uri = "/api/orders".parse().unwrap();
+        let caller = edge().identify(&Method::GET, &uri, &headers).unwrap();
+        assert_eq!(caller.user, Some(user));
+        assert!(caller.key.is_some());
+    }
+
+    #[test]
+    fn keys_are_vouched_by_the_api_and_forgotten_on_a_401() {
+        let vouched = VouchedKeys::new(Duration::from_secs(60));
+        assert!(!vouched.is_vouched("k"));
+        vouched.learn("k", 200, false);
+        assert!(
+            !vouched.is_vouched("k"),
+            "a public answer vouches for nothing"
+        );
+        vouched.learn("k", 200, true);
+        assert!(vouched.is_vouched("k"));
+        vouched.learn("k", 401, false);
+        assert!(!vouched.is_vouched("k"), "revoked");
+        let brief = VouchedKeys::new(Duration::ZERO);
+        brief.learn("k", 200, true);
+        assert!(!brief.is_vouched("k"), "expired");
     }
 
     #[test]
@@ -308,7 +402,10 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(
                 edge.identify(&Method::GET, &orders, &headers),
-                Ok(Caller::User(user))
+                Ok(Caller {
+                    user: Some(user),
+                    key: None
+                })
             );
         }
         assert_eq!(edge.verified.len(), 1);

@@ -121,14 +121,18 @@ pub async fn run_with(
         worker_count,
         &gateway,
         &app,
+        &config.http,
         Config::ms(config.connect_timeout_ms),
     )?;
     let stop_accepting = CancellationToken::new();
     let http_address = listeners.http.local_addr()?;
     let (hand_tx, mut hand_rx) = tokio::sync::mpsc::unbounded_channel::<workers::Accepted>();
+    // One cap over both listeners: a client is one client on either port.
+    let connections = Arc::new(config.http.connections());
     let mut accepting = vec![tokio::spawn(accept(
         listeners.http,
         None,
+        connections.clone(),
         hand_tx.clone(),
         stop_accepting.clone(),
     ))];
@@ -137,6 +141,7 @@ pub async fn run_with(
         accepting.push(tokio::spawn(accept(
             listener,
             Some(tokio_rustls::TlsAcceptor::from(tls)),
+            connections.clone(),
             hand_tx.clone(),
             stop_accepting.clone(),
         )));
@@ -248,10 +253,12 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     )
 }
 
-/// Takes connections off a listener and hands them to the serving threads, until `stop`.
+/// Takes connections off a listener and hands them to the serving threads, until `stop`; a
+/// connection over the caps is turned away here, before a serving thread sees it.
 async fn accept(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    connections: Arc<orion_http::ConnectionLimits>,
     hand: tokio::sync::mpsc::UnboundedSender<workers::Accepted>,
     stop: CancellationToken,
 ) {
@@ -268,6 +275,17 @@ async fn accept(
                 }
             },
         };
+        let admitted = match connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                tracing::debug!(%peer, reason = why.as_str(), "connection refused");
+                // A TLS client cannot read a plain answer; it is only closed.
+                if tls.is_none() {
+                    orion_http::refuse(tcp, why);
+                }
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         match tcp.into_std() {
             Ok(stream) => {
@@ -275,6 +293,7 @@ async fn accept(
                     stream,
                     peer,
                     tls: tls.clone(),
+                    admitted,
                 };
                 if hand.send(accepted).is_err() {
                     return;

@@ -1,6 +1,6 @@
-//! Rate limits (GCRA, from tower-governor's configuration and limiter): per client IP for
-//! anonymous calls with a tighter policy on login and registration, per user or API key for
-//! authenticated ones. A refusal is a 429 problem with `Retry-After` and the IETF `RateLimit`
+//! Rate limits (GCRA, from tower-governor's configuration and limiter): per client address for
+//! anonymous calls with a tighter policy on login and registration, per user and per vouched
+//! API key for authenticated ones (a request with both counts under both). A refusal is a 429 problem with `Retry-After` and the IETF `RateLimit`
 //! headers; every answer carries `RateLimit-Policy` and `RateLimit`.
 
 use std::hash::Hash;
@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, QuantaInstant};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use tower_governor::governor::GovernorConfigBuilder;
 
 use crate::config::RatePolicy;
-use crate::edge_auth::Caller;
+use crate::edge_auth::{Caller, KeyHash, VouchedKeys};
 use crate::problem::problem;
 
 type Limiter<K> =
@@ -25,10 +25,11 @@ type Limiter<K> =
 /// The key a request is counted under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
+    /// A client address (an IPv6 client's /64).
     Ip(IpAddr),
     User(uuid::Uuid),
-    /// A keyed hash of an API key.
-    Integrator(String),
+    /// A keyed hash of an API key the API has vouched for.
+    Integrator(KeyHash),
 }
 
 /// Reads the [`Key`] the gateway put in the request's extensions. The gateway consults the
@@ -133,56 +134,62 @@ impl RateLimits {
         })
     }
 
-    pub(crate) fn check(&self, caller: &Caller, client_ip: IpAddr, login: bool) -> Verdict {
-        let (policy, key) = match caller {
-            _ if login => (&self.login, Key::Ip(client_ip)),
-            Caller::Anonymous => (&self.anonymous, Key::Ip(client_ip)),
-            Caller::User(sub) => (&self.authenticated, Key::User(*sub)),
-            Caller::ApiKey(hash) => (&self.authenticated, Key::Integrator(hash.clone())),
-        };
-        let policy_header = policy.header.clone();
-        match policy.limiter.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let reset = if remaining >= policy.quota.requests {
-                    0
-                } else {
-                    let per_token = policy.quota.period / policy.quota.requests;
-                    ceil_secs(per_token * (policy.quota.requests - remaining))
-                };
-                Verdict::Allowed(vec![
-                    ("ratelimit-policy", policy_header),
-                    (
-                        "ratelimit",
-                        header_value(&format!("\"{}\";r={remaining};t={reset}", policy.name)),
-                    ),
-                ])
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let retry_after = ceil_secs(wait).max(1);
-                metrics::counter!("gateway_rate_limited_total", "policy" => policy.name)
-                    .increment(1);
-                let mut response = problem(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    format!(
-                        "too many requests under the {} policy ({} per {} s); retry in {retry_after} s",
-                        policy.name,
-                        policy.quota.requests,
-                        policy.quota.period.as_secs()
-                    ),
-                );
-                let headers = response.headers_mut();
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                headers.insert("ratelimit-policy", policy_header);
-                headers.insert(
-                    "ratelimit",
-                    header_value(&format!("\"{}\";r=0;t={retry_after}", policy.name)),
-                );
-                Verdict::Refused(response)
+    /// Counts a request under every key it is limited by: its client's address (an IPv6
+    /// client's /64) when it is anonymous or carries an API key the API has not vouched for,
+    /// the user of its access token, the vouched key. Refused if any of them is spent; the
+    /// answer's headers describe the tightest.
+    pub(crate) fn check(
+        &self,
+        caller: &Caller,
+        client_ip: IpAddr,
+        login: bool,
+        vouched: &VouchedKeys,
+    ) -> Verdict {
+        let client = || Key::Ip(orion_http::client_network(client_ip));
+        let mut counted: [Option<(&Policy, Key)>; 2] = [None, None];
+        if login {
+            counted[0] = Some((&self.login, client()));
+        } else {
+            counted[0] = caller
+                .user
+                .map(|user| (&self.authenticated, Key::User(user)));
+            counted[1] = match &caller.key {
+                Some(key) if vouched.is_vouched(key) => {
+                    Some((&self.authenticated, Key::Integrator(key.clone())))
+                }
+                Some(_) => Some((&self.anonymous, client())),
+                None if caller.user.is_none() => Some((&self.anonymous, client())),
+                None => None,
+            };
+        }
+        let mut tightest: Option<(&Policy, u32)> = None;
+        for (policy, key) in counted.into_iter().flatten() {
+            match policy.limiter.check_key(&key) {
+                Ok(snapshot) => {
+                    let remaining = snapshot.remaining_burst_capacity();
+                    if tightest.is_none_or(|(_, least)| remaining < least) {
+                        tightest = Some((policy, remaining));
+                    }
+                }
+                Err(not_until) => return Verdict::Refused(refusal(policy, &not_until)),
             }
         }
+        let Some((policy, remaining)) = tightest else {
+            return Verdict::Allowed(Vec::new());
+        };
+        let reset = if remaining >= policy.quota.requests {
+            0
+        } else {
+            let per_token = policy.quota.period / policy.quota.requests;
+            ceil_secs(per_token * (policy.quota.requests - remaining))
+        };
+        Verdict::Allowed(vec![
+            ("ratelimit-policy", policy.header.clone()),
+            (
+                "ratelimit",
+                header_value(&format!("\"{}\";r={remaining};t={reset}", policy.name)),
+            ),
+        ])
     }
 
     /// Forgets keys that are back to a full bucket, so memory stays flat; returns the keys left.
@@ -196,6 +203,31 @@ impl RateLimits {
         metrics::gauge!("gateway_rate_limit_keys").set(left as f64);
         left
     }
+}
+
+/// The `429` for a request `policy` refused.
+fn refusal(policy: &Policy, not_until: &governor::NotUntil<QuantaInstant>) -> Response<Body> {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    let retry_after = ceil_secs(wait).max(1);
+    metrics::counter!("gateway_rate_limited_total", "policy" => policy.name).increment(1);
+    let mut response = problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        format!(
+            "too many requests under the {} policy ({} per {} s); retry in {retry_after} s",
+            policy.name,
+            policy.quota.requests,
+            policy.quota.period.as_secs()
+        ),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    headers.insert("ratelimit-policy", policy.header.clone());
+    headers.insert(
+        "ratelimit",
+        header_value(&format!("\"{}\";r=0;t={retry_after}", policy.name)),
+    );
+    response
 }
 
 fn ceil_secs(duration: Duration) -> u64 {
@@ -217,6 +249,80 @@ mod tests {
 
     use super::*;
 
+    fn anonymous() -> Caller {
+        Caller::default()
+    }
+
+    fn none() -> VouchedKeys {
+        VouchedKeys::new(Duration::from_secs(60))
+    }
+
+    fn with_key(user: Option<uuid::Uuid>, key: &str) -> Caller {
+        Caller {
+            user,
+            key: Some(key.into()),
+        }
+    }
+
+    #[test]
+    fn an_unvouched_key_counts_against_the_client_and_a_vouched_one_has_its_own_bucket() {
+        let limits = RateLimits::new(policy(1, 60), policy(2, 60), policy(5, 60)).unwrap();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let vouched = none();
+        // Two made-up keys share the address's bucket of two.
+        for key in ["a", "b"] {
+            assert!(matches!(
+                limits.check(&with_key(None, key), ip, false, &vouched),
+                Verdict::Allowed(_)
+            ));
+        }
+        assert!(matches!(
+            limits.check(&with_key(None, "c"), ip, false, &vouched),
+            Verdict::Refused(_)
+        ));
+        // A key the API accepted is counted on its own.
+        vouched.learn("good", 200, true);
+        assert!(matches!(
+            limits.check(&with_key(None, "good"), ip, false, &vouched),
+            Verdict::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_user_with_a_made_up_key_is_limited_as_both() {
+        let limits = RateLimits::new(policy(1, 60), policy(100, 60), policy(2, 60)).unwrap();
+        let user = Some(uuid::Uuid::now_v7());
+        let vouched = none();
+        for n in 0..2 {
+            // A new address and a new key each time: only the user's bucket is shared.
+            let ip: IpAddr = format!("10.0.0.{n}").parse().unwrap();
+            assert!(matches!(
+                limits.check(&with_key(user, &format!("k{n}")), ip, false, &vouched),
+                Verdict::Allowed(_)
+            ));
+        }
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        assert!(matches!(
+            limits.check(&with_key(user, "k9"), ip, false, &vouched),
+            Verdict::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_slash_64() {
+        let limits = RateLimits::new(policy(1, 60), policy(1, 60), policy(1, 60)).unwrap();
+        let first: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        let same_net: IpAddr = "2001:db8:0:1:dead:beef:0:2".parse().unwrap();
+        assert!(matches!(
+            limits.check(&anonymous(), first, false, &none()),
+            Verdict::Allowed(_)
+        ));
+        assert!(matches!(
+            limits.check(&anonymous(), same_net, false, &none()),
+            Verdict::Refused(_)
+        ));
+    }
+
     fn policy(requests: u32, seconds: u64) -> RatePolicy {
         RatePolicy {
             requests,
@@ -230,11 +336,11 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
             assert!(matches!(
-                limits.check(&Caller::Anonymous, ip, true),
+                limits.check(&anonymous(), ip, true, &none()),
                 Verdict::Allowed(_)
             ));
         }
-        let Verdict::Refused(response) = limits.check(&Caller::Anonymous, ip, true) else {
+        let Verdict::Refused(response) = limits.check(&anonymous(), ip, true, &none()) else {
             panic!("the fourth login is refused");
         };
         assert_eq!(response.status(), 429);
@@ -247,7 +353,7 @@ mod tests {
         assert_eq!(response.headers()["ratelimit-policy"], "\"login\";q=3;w=60");
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         assert!(matches!(
-            limits.check(&Caller::Anonymous, other, true),
+            limits.check(&anonymous(), other, true, &none()),
             Verdict::Allowed(_)
         ));
         assert_eq!(limits.purge(), 2);
@@ -257,16 +363,19 @@ mod tests {
     fn users_are_counted_apart_from_their_ip() {
         let limits = RateLimits::new(policy(1, 60), policy(1, 60), policy(2, 60)).unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let user = Caller::User(uuid::Uuid::now_v7());
+        let user = Caller {
+            user: Some(uuid::Uuid::now_v7()),
+            key: None,
+        };
         assert!(matches!(
-            limits.check(&Caller::Anonymous, ip, false),
+            limits.check(&anonymous(), ip, false, &none()),
             Verdict::Allowed(_)
         ));
         assert!(matches!(
-            limits.check(&user, ip, false),
+            limits.check(&user, ip, false, &none()),
             Verdict::Allowed(_)
         ));
-        let Verdict::Allowed(headers) = limits.check(&user, ip, false) else {
+        let Verdict::Allowed(headers) = limits.check(&user, ip, false, &none()) else {
             panic!("the user's second request is allowed");
         };
         assert!(
@@ -275,7 +384,7 @@ mod tests {
                 .any(|(n, v)| *n == "ratelimit" && v.to_str().unwrap().contains("r=0"))
         );
         assert!(matches!(
-            limits.check(&user, ip, false),
+            limits.check(&user, ip, false, &none()),
             Verdict::Refused(..)
         ));
     }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Network};
-use crate::edge_auth::{self, EdgeAuth};
+use crate::edge_auth::{self, EdgeAuth, KEY_ACCEPTED, VouchedKeys};
 use crate::limits::{RateLimits, Verdict};
 use crate::problem::{problem, unauthorized};
 use crate::upstream::{Backend, InFlight, Upstreams};
@@ -32,6 +32,10 @@ use crate::upstream::{Backend, InFlight, Upstreams};
 /// Bodies up to this size are kept so that a request can be sent again; larger or unsized bodies
 /// stream straight through and are never retried. The API refuses bodies above 64 KiB anyway.
 const REPLAYABLE_BODY: usize = 64 * 1024;
+
+/// How long the API's word that a key is valid counts; every answer it authenticates with the
+/// key renews it, and a `401` ends it at once.
+const VOUCHED_FOR: Duration = Duration::from_secs(300);
 
 /// Attempts per request at most (the first and two retries).
 const MAX_ATTEMPTS: usize = 3;
@@ -88,7 +92,11 @@ pub(crate) struct Gateway {
     /// For the gateway's own requests (health checks); each serving thread has its own.
     pub(crate) client: UpstreamClient,
     auth: EdgeAuth,
+    /// API keys the API has accepted lately.
+    vouched: VouchedKeys,
     pub(crate) limits: RateLimits,
+    /// How long a client has to send a whole request body.
+    body_timeout: Duration,
     trusted: Vec<Network>,
     response_timeout: Duration,
     request_timeout: Duration,
@@ -115,6 +123,8 @@ impl Gateway {
                 TokenKeys::new(config.jwt_secret.as_bytes(), time::Duration::minutes(15)),
                 key_salt,
             ),
+            vouched: VouchedKeys::new(VOUCHED_FOR),
+            body_timeout: config.http.body_timeout(),
             limits: RateLimits::new(
                 config.rate_login,
                 config.rate_anonymous,
@@ -295,10 +305,14 @@ async fn forward(
         }
     };
     let login = edge_auth::is_login(request.method(), request.uri().path());
-    let rate_headers = match gateway.limits.check(&caller, record.client_ip, login) {
-        Verdict::Allowed(headers) => headers,
-        Verdict::Refused(response) => return (response, None),
-    };
+    let rate_headers =
+        match gateway
+            .limits
+            .check(&caller, record.client_ip, login, &gateway.vouched)
+        {
+            Verdict::Allowed(headers) => headers,
+            Verdict::Refused(response) => return (response, None),
+        };
     let websocket = is_websocket(request.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut *request));
     let method = request.method().clone();
@@ -312,9 +326,10 @@ async fn forward(
     let body = std::mem::take(request.body_mut());
     let mut payload = match body_length(request.headers(), &method) {
         Some(length) if length <= REPLAYABLE_BODY => {
-            match axum::body::to_bytes(body, REPLAYABLE_BODY).await {
-                Ok(bytes) => Payload::Replayable(bytes),
-                Err(error) => {
+            let read = axum::body::to_bytes(body, REPLAYABLE_BODY);
+            match tokio::time::timeout(gateway.body_timeout, read).await {
+                Ok(Ok(bytes)) => Payload::Replayable(bytes),
+                Ok(Err(error)) => {
                     return (
                         problem(
                             StatusCode::BAD_REQUEST,
@@ -324,9 +339,14 @@ async fn forward(
                         None,
                     );
                 }
+                Err(_) => return (body_timed_out(gateway.body_timeout), None),
             }
         }
-        _ => Payload::Stream(Some(body)),
+        // A body too large to keep streams through, with the same bound between its chunks.
+        _ => Payload::Stream(Some(Body::new(tower_http::timeout::TimeoutBody::new(
+            gateway.body_timeout,
+            body,
+        )))),
     };
     gateway.retries.deposit();
 
@@ -383,6 +403,10 @@ async fn forward(
         let failure = match outcome {
             Ok(Ok(response)) => {
                 let status = response.status();
+                if let Some(key) = &caller.key {
+                    let accepted = response.headers().contains_key(KEY_ACCEPTED);
+                    gateway.vouched.learn(key, status.as_u16(), accepted);
+                }
                 let gateway_error = matches!(status.as_u16(), 502..=504);
                 if gateway_error {
                     eject(gateway, &backend);
@@ -436,6 +460,22 @@ async fn forward(
         };
         return (failure, Some(backend));
     }
+}
+
+/// A body that did not arrive within the body timeout.
+fn body_timed_out(timeout: Duration) -> Response<Body> {
+    let mut response = problem(
+        StatusCode::REQUEST_TIMEOUT,
+        "body-timeout",
+        format!(
+            "the request body did not arrive within {} ms",
+            timeout.as_millis()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn eject(gateway: &Gateway, backend: &Backend) {
@@ -528,6 +568,7 @@ fn respond(
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(KEY_ACCEPTED);
     for (name, value) in rate_headers {
         parts.headers.insert(*name, value.clone());
     }

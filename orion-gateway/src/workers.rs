@@ -30,6 +30,8 @@ pub(crate) struct Accepted {
     pub(crate) stream: std::net::TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Its place under the connection caps, held until it closes.
+    pub(crate) admitted: orion_http::Admitted,
 }
 
 /// The serving threads.
@@ -54,6 +56,7 @@ impl Workers {
         count: usize,
         gateway: &Arc<Gateway>,
         app: &Router,
+        limits: &orion_http::HttpLimits,
         connect_timeout: Duration,
     ) -> crate::Result<Workers> {
         let stop = CancellationToken::new();
@@ -70,6 +73,7 @@ impl Workers {
             let serving = Serving {
                 gateway: gateway.clone(),
                 app: app.clone(),
+                builder: limits.builder(),
                 connect_timeout,
                 open: open.clone(),
                 stop: stop.clone(),
@@ -139,6 +143,8 @@ impl Workers {
 struct Serving {
     gateway: Arc<Gateway>,
     app: Router,
+    /// HTTP/1.1 and HTTP/2 with the slow-client timeouts and stream caps.
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     connect_timeout: Duration,
     open: Arc<AtomicUsize>,
     stop: CancellationToken,
@@ -153,7 +159,7 @@ impl Serving {
     ) {
         // Made here, so that its pooled connections are this runtime's.
         let client = upstream_client(self.connect_timeout);
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let builder = self.builder.clone();
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let connection = tokio::select! {
@@ -163,7 +169,12 @@ impl Serving {
                     None => break,
                 },
             };
-            let Accepted { stream, peer, tls } = connection;
+            let Accepted {
+                stream,
+                peer,
+                tls,
+                admitted,
+            } = connection;
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -197,6 +208,7 @@ impl Serving {
             let open = OpenConnection::new(&self.open);
             tokio::spawn(async move {
                 let _open = open;
+                let _admitted = admitted;
                 let served = match tls {
                     None => {
                         let connection =

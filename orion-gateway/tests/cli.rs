@@ -3,11 +3,10 @@
 
 use std::process::Command;
 
-#[test]
-fn prod_refuses_the_development_jwt_secret() {
+fn refused_without(env: &[(&str, &str)]) {
     let output = Command::new(env!("CARGO_BIN_EXE_orion-gateway"))
         .env_clear()
-        .env("ORION_ENV", "prod")
+        .envs(env.iter().copied())
         .args(["--listen", "127.0.0.1:0", "--https-listen", "off"])
         .output()
         .expect("orion-gateway runs");
@@ -17,4 +16,15 @@ fn prod_refuses_the_development_jwt_secret() {
         stderr.contains("ORION_JWT_SECRET is the development default"),
         "says why: {stderr}"
     );
+}
+
+#[test]
+fn prod_refuses_the_development_jwt_secret() {
+    refused_without(&[("ORION_ENV", "prod")]);
+}
+
+/// Fail closed: without `ORION_ENV` the gateway is in prod mode.
+#[test]
+fn without_orion_env_it_is_prod() {
+    refused_without(&[]);
 }

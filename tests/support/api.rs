@@ -35,6 +35,8 @@ pub(crate) struct TestApi {
 pub(crate) fn api_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
     let amqp = amqp_url();
     let mut args: Vec<String> = [
+        "--env",
+        "dev",
         "--database-url",
         db,
         "--database-max-connections",

@@ -13,6 +13,8 @@ pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> R
         .join(",");
     let mut args = vec![
         "orion-gateway",
+        "--env",
+        "dev",
         "--https-listen",
         "off",
         "--upstreams",

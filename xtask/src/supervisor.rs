@@ -22,7 +22,10 @@ impl Supervisor {
     /// Starts `command` in its own process group (so a terminal's Ctrl-C reaches only us, and we
     /// stop the children in order), with its output prefixed by `name`.
     pub(crate) fn spawn(&mut self, name: &str, mut command: Command) -> Result<()> {
+        // Everything the xtask starts is a development installation (demo data, the development
+        // secret and certificate); the binaries default to prod and refuse those.
         command
+            .env("ORION_ENV", "dev")
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,7 +5,7 @@ mod password;
 mod principal;
 mod token;
 
-pub use password::{Password, hash_password, verify_password};
+pub use password::{HASH_MEMORY_KIB, Password, hash_password, verify_password};
 pub use principal::{Principal, Role, Scope};
 pub use token::{
     AUDIENCE, AccessClaims, ISSUER, IssuedToken, LEEWAY_SECONDS, TokenKeys, constant_time_eq,

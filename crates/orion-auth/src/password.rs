@@ -42,6 +42,10 @@ impl fmt::Debug for Password {
     }
 }
 
+/// Memory one hash or check takes, in KiB (argon2id's default cost, 19 MiB): what a server
+/// sizes its number of concurrent hashes by.
+pub const HASH_MEMORY_KIB: u32 = argon2::Params::DEFAULT_M_COST;
+
 /// Hashes with argon2id and a random salt, in PHC string form (parameters travel with the hash).
 /// CPU-heavy: async callers run it on a blocking thread.
 pub fn hash_password(password: &Password) -> Result<String> {

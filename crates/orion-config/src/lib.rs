@@ -34,6 +34,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where Orion runs. Dev mode seeds demo data and accepts development secrets; prod does neither.
+/// Prod is the default, so that a binary started on a server without `ORION_ENV` fails closed:
+/// it refuses the public development secret instead of serving with it and a seeded admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Environment {
     Dev,
@@ -56,8 +58,9 @@ pub enum LogFormat {
 /// Settings every Orion process has.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// `dev` seeds demo data and allows development secrets; `prod` refuses both.
-    #[arg(long, env = "ORION_ENV", value_enum, default_value = "dev")]
+    /// `dev` seeds demo data and allows development secrets; `prod` (the default) refuses both.
+    /// `cargo xtask up` and the tests set `dev`.
+    #[arg(long, env = "ORION_ENV", value_enum, default_value = "prod")]
     pub env: Environment,
 
     /// Log format. Log levels come from `RUST_LOG` (default `info`).
@@ -154,7 +157,9 @@ pub fn check_jwt_secret(env: Environment, secret: &str) -> Result<()> {
     }
     if secret == defaults::DEV_JWT_SECRET {
         return Err(Error::Invalid(
-            "ORION_JWT_SECRET is the development default; set a random secret of at least 32 bytes in prod".into(),
+            "ORION_JWT_SECRET is the development default; set a random secret of at least 32 bytes \
+             (or ORION_ENV=dev on a development machine)"
+                .into(),
         ));
     }
     if secret.len() < MIN_LEN {

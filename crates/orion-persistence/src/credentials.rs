@@ -211,3 +211,74 @@ pub async fn touch_api_key(conn: &mut PgConnection, id: Uuid, now: OffsetDateTim
     .await?;
     Ok(())
 }
+
+/// Until when sign-ins for `email` are refused, if they are.
+pub async fn login_locked_until(
+    conn: &mut PgConnection,
+    email: &str,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>> {
+    let locked = sqlx::query_scalar!(
+        r#"select locked_until from login_failures where email = $1 and locked_until > $2"#,
+        email,
+        now,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(locked)
+}
+
+/// Counts a failed sign-in for `email` and returns the failures in the current window: a
+/// failure more than `window` after the previous one starts a new count.
+pub async fn record_login_failure(
+    conn: &mut PgConnection,
+    email: &str,
+    now: OffsetDateTime,
+    window: time::Duration,
+) -> Result<i32> {
+    let failures = sqlx::query_scalar!(
+        r#"insert into login_failures as f (email, failures, last_failed_at, locked_until)
+           values ($1, 1, $2, $2)
+           on conflict (email) do update set
+               failures = case when f.last_failed_at < $3 then 1
+                               else f.failures + 1 end,
+               last_failed_at = $2
+           returning failures"#,
+        email,
+        now,
+        now - window,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(failures)
+}
+
+/// Refuses sign-ins for `email` until `until`.
+pub async fn lock_login(conn: &mut PgConnection, email: &str, until: OffsetDateTime) -> Result<()> {
+    sqlx::query!(
+        r#"update login_failures set locked_until = $2 where email = $1"#,
+        email,
+        until,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A successful sign-in clears the count; rows idle for longer than `idle` go too, so made-up
+/// emails do not pile up.
+pub async fn clear_login_failures(
+    conn: &mut PgConnection,
+    email: &str,
+    now: OffsetDateTime,
+    idle: time::Duration,
+) -> Result<()> {
+    sqlx::query!(
+        r#"delete from login_failures where email = $1 or last_failed_at < $2"#,
+        email,
+        now - idle,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -12,10 +12,10 @@ use orion_persistence::users::{self, NewUser, UserRecord};
 use uuid::Uuid;
 
 use super::{begin, commit, connection};
-use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Auth};
 use crate::models::{LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, UserResponse};
+use crate::{AppState, throttle};
 
 /// Checked against when the email is unknown, so both failures take as long as a real check.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
@@ -49,9 +49,10 @@ pub(crate) async fn register(
     let email = Email::parse(&body.email).map_err(|e| ApiError::field("email", e.to_string()))?;
     let name = crate::routes::display_name("name", &body.name)?;
     let password = Password::parse(&body.password)?;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)??;
+    let hash = state
+        .hashing
+        .run(move || hash_password(&password))
+        .await??;
     let mut conn = connection(&state.pool).await?;
     let user = users::insert_user(
         &mut conn,
@@ -74,27 +75,42 @@ pub(crate) async fn register(
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 401, description = "Unknown email or wrong password (the same answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins for this email: locked out for the `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many sign-ins at once, or the database is unavailable; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let refused = || ApiError::Unauthorized("unknown email or wrong password".into());
-    let user = match Email::parse(&body.email) {
-        Ok(email) => {
-            users::find_user_by_email(&mut *connection(&state.pool).await?, &email).await?
+    let now = crate::now();
+    let email = Email::parse(&body.email).ok();
+    let user = match &email {
+        Some(email) => {
+            let mut conn = connection(&state.pool).await?;
+            throttle::check(&mut conn, email.as_str(), now).await?;
+            users::find_user_by_email(&mut conn, email).await?
         }
-        Err(_) => None,
+        None => None,
     };
     let stored_hash = user
         .as_ref()
         .map_or(DUMMY_HASH.as_str(), |u| u.password_hash.as_str())
         .to_owned();
     let password = body.password;
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash))
-        .await
-        .map_err(ApiError::internal)?;
-    let user = user.filter(|_| valid).ok_or_else(refused)?;
+    let valid = state
+        .hashing
+        .run(move || verify_password(&password, &stored_hash))
+        .await?;
+    let Some(user) = user.filter(|_| valid) else {
+        if let Some(email) = &email {
+            throttle::failed(&mut *connection(&state.pool).await?, email.as_str(), now).await?;
+        }
+        return Err(refused());
+    };
+    if let Some(email) = &email {
+        throttle::succeeded(&mut *connection(&state.pool).await?, email.as_str(), now).await?;
+    }
     let role = Role::parse(&user.role)
         .ok_or_else(|| ApiError::internal(std::io::Error::other("unknown role")))?;
     let mut tx = begin(&state.pool).await?;

@@ -1,0 +1,159 @@
+//! Open connections, capped in total and per client address. A connection over a cap is
+//! answered `503` with `Retry-After` (on plain HTTP) and closed before any request is read.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::client_network;
+
+/// The caps and what is open now.
+#[derive(Debug)]
+pub struct ConnectionLimits {
+    total: usize,
+    per_client: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Total,
+    PerClient,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Total => "total",
+            Self::PerClient => "per_client",
+        }
+    }
+}
+
+/// One admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct Admitted {
+    limits: Arc<ConnectionLimits>,
+    client: IpAddr,
+}
+
+impl ConnectionLimits {
+    pub fn new(total: usize, per_client: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            total,
+            per_client,
+            open: Mutex::new(Open::default()),
+        }
+    }
+
+    /// Admits a connection from `peer`, or says which cap it would break.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Refused> {
+        let client = client_network(peer);
+        let mut open = self.lock();
+        if open.total >= self.total {
+            return Err(self.refused(Refused::Total));
+        }
+        let from_client = open.by_client.entry(client).or_insert(0);
+        if *from_client >= self.per_client {
+            return Err(self.refused(Refused::PerClient));
+        }
+        *from_client += 1;
+        open.total += 1;
+        metrics::gauge!("http_open_connections").set(open.total as f64);
+        Ok(Admitted {
+            limits: self.clone(),
+            client,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.lock().total
+    }
+
+    fn refused(&self, why: Refused) -> Refused {
+        metrics::counter!("http_connections_refused_total", "reason" => why.as_str()).increment(1);
+        why
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.limits.lock();
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.by_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.by_client.remove(&self.client);
+            }
+        }
+        metrics::gauge!("http_open_connections").set(open.total as f64);
+    }
+}
+
+/// Answers a plain-HTTP connection over a cap with a `503` problem and closes it, off the accept
+/// loop and within a second (a client that does not read its answer does not hold the task).
+pub fn refuse(mut stream: TcpStream, why: Refused) {
+    let detail = match why {
+        Refused::Total => "the server has too many open connections; retry shortly",
+        Refused::PerClient => "too many open connections from your address; retry shortly",
+    };
+    let body = format!(
+        "{{\"type\":\"urn:orion:problem:too-many-connections\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"{detail}\"}}"
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(answer.as_bytes()).await?;
+            stream.shutdown().await
+        })
+        .await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn caps_hold_per_client_and_in_total_and_free_on_drop() {
+        let limits = Arc::new(ConnectionLimits::new(3, 2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limits.admit(a).unwrap();
+        let _second = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).unwrap_err(), Refused::PerClient);
+        let _third = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).unwrap_err(), Refused::Total);
+        drop(first);
+        assert_eq!(limits.open(), 2);
+        let _again = limits.admit(a).unwrap();
+        // Two addresses of one IPv6 /64 are one client.
+        let wide = Arc::new(ConnectionLimits::new(10, 1));
+        let _one = wide.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            wide.admit("2001:db8::2".parse().unwrap()).unwrap_err(),
+            Refused::PerClient
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Orion's HTTP listeners under limits, shared by the gateway and the API's own listener: the
+//! slow-client timeouts, the HTTP/2 keep-alive and stream caps, and caps on open connections in
+//! total and per client, so that a few thousand stalled sockets cannot exhaust a process.
+
+mod connections;
+mod serve;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub use connections::{Admitted, ConnectionLimits, Refused, refuse};
+pub use serve::serve;
+
+/// The limits every Orion listener applies to its clients.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimits {
+    /// Milliseconds a client has to send a complete request head, counted from the moment the
+    /// connection opens or goes idle after an answer: it is both the header-read timeout and
+    /// the keep-alive idle timeout.
+    #[arg(long, env = "ORION_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_header_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a whole request body (`408` after that).
+    #[arg(long, env = "ORION_HTTP_BODY_TIMEOUT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_body_timeout_ms: u64,
+
+    /// Open client connections at most; one more is answered `503` and closed.
+    #[arg(long, env = "ORION_HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
+
+    /// Open connections at most from one client address (an IPv6 client's /64). A gateway or a
+    /// load balancer in front of a listener is one client.
+    #[arg(long, env = "ORION_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 1_024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections_per_client: u32,
+
+    /// Concurrent streams on one HTTP/2 connection.
+    #[arg(long, env = "ORION_HTTP2_MAX_STREAMS", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub http2_max_streams: u32,
+
+    /// Seconds between HTTP/2 keep-alive pings; a client that does not answer one within as
+    /// long is disconnected.
+    #[arg(long, env = "ORION_HTTP2_KEEP_ALIVE_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub http2_keep_alive_seconds: u64,
+}
+
+impl HttpLimits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_body_timeout_ms)
+    }
+
+    /// The connection caps these limits set.
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits::new(
+            self.http_max_connections as usize,
+            self.http_max_connections_per_client as usize,
+        )
+    }
+
+    /// A server-side connection builder (HTTP/1.1 and HTTP/2) with these limits.
+    pub fn builder(&self) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // Without a timer hyper enforces no timeout at all.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout());
+        let keep_alive = Duration::from_secs(self.http2_keep_alive_seconds);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(keep_alive)
+            .keep_alive_timeout(keep_alive)
+            .max_concurrent_streams(self.http2_max_streams);
+        builder
+    }
+}
+
+pub use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// The address a client is counted under: its IPv4 address, or the /64 network of its IPv6
+/// address (one subscriber's allocation, which a client can cycle through at will). An IPv4
+/// address mapped into IPv6 counts as the IPv4 address.
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_network(a), client_network(b));
+        assert_ne!(client_network(a), client_network(other));
+        assert_eq!(
+            client_network(a),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(client_network(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_network(mapped), v4);
+    }
+}

@@ -1,0 +1,64 @@
+//! A router served on a listener under [`HttpLimits`], until a shutdown future completes; then
+//! the listener closes and the connections open finish their requests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::{HttpLimits, refuse};
+
+/// Serves `app` on `listener` until `shutdown` completes and the open connections have ended.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: &HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = limits.builder();
+    let connections = Arc::new(limits.connections());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors, usually: give the system a moment.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let admitted = match connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                tracing::debug!(%peer, reason = why.as_str(), "connection refused");
+                refuse(stream, why);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
