@@ -10,6 +10,7 @@ mod api_authz;
 mod api_inventory;
 mod api_ops;
 mod api_orders;
+mod attack;
 mod browser;
 mod chaos;
 mod config;

@@ -74,6 +74,7 @@ impl Workers {
                 gateway: gateway.clone(),
                 app: app.clone(),
                 builder: limits.builder(),
+                header_timeout: limits.header_timeout(),
                 connect_timeout,
                 open: open.clone(),
                 stop: stop.clone(),
@@ -145,6 +146,7 @@ struct Serving {
     app: Router,
     /// HTTP/1.1 and HTTP/2 with the slow-client timeouts and stream caps.
     builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    header_timeout: Duration,
     connect_timeout: Duration,
     open: Arc<AtomicUsize>,
     stop: CancellationToken,
@@ -204,6 +206,7 @@ impl Serving {
                     }
                 });
             let builder = builder.clone();
+            let header_timeout = self.header_timeout;
             let watcher = graceful.watcher();
             let open = OpenConnection::new(&self.open);
             tokio::spawn(async move {
@@ -211,6 +214,9 @@ impl Serving {
                 let _admitted = admitted;
                 let served = match tls {
                     None => {
+                        if !orion_http::request_started(&stream, header_timeout).await {
+                            return;
+                        }
                         let connection =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         watcher.watch(connection.into_owned()).await
@@ -220,6 +226,13 @@ impl Serving {
                             tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await
                         else {
                             return;
+                        };
+                        // The protocol was agreed in the handshake (ALPN): no sniffing, so
+                        // hyper's own timers run from the first moment.
+                        let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            builder.http2_only()
+                        } else {
+                            builder.http1_only()
                         };
                         let connection =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

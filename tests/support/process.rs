@@ -79,6 +79,17 @@ impl OrionProcess {
         self.address
     }
 
+    /// The most memory the process has held resident so far (`VmHWM`), in KiB.
+    pub(crate) fn peak_resident_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running child");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
     /// SIGKILL: no shutdown path runs, in-flight work is simply lost to the process.
     pub(crate) async fn kill(mut self) {
         self.child.kill().await.expect("kill the process");

@@ -87,6 +87,30 @@ impl HttpLimits {
 
 pub use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+/// Waits until a plain connection has sent enough to tell HTTP/1.1 from HTTP/2: hyper's
+/// header-read timer only starts once the protocol is known, and the sniffing before it has no
+/// timeout of its own, so a client that connects and sends nothing (or a few bytes of the
+/// HTTP/2 preface) would otherwise hold the connection for ever. False when the client sent
+/// nothing conclusive within `within`, or closed.
+pub async fn request_started(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let sniff = async {
+        let mut start = [0u8; PREFACE.len()];
+        loop {
+            let seen = stream.peek(&mut start).await.unwrap_or(0);
+            if seen == 0 {
+                return false;
+            }
+            if seen == PREFACE.len() || start[..seen] != PREFACE[..seen] {
+                return true;
+            }
+            // Part of the HTTP/2 preface: `peek` would answer at once again; wait for more.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(within, sniff).await.unwrap_or(false)
+}
+
 /// The address a client is counted under: its IPv4 address, or the /64 network of its IPv6
 /// address (one subscriber's allocation, which a client can cycle through at will). An IPv4
 /// address mapped into IPv6 counts as the IPv4 address.

@@ -10,7 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::{HttpLimits, refuse};
+use crate::{HttpLimits, refuse, request_started};
 
 /// Serves `app` on `listener` until `shutdown` completes and the open connections have ended.
 pub async fn serve(
@@ -46,14 +46,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned(),
-        );
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let header_timeout = limits.header_timeout();
         tokio::spawn(async move {
             let _admitted = admitted;
-            if let Err(error) = connection.await {
+            if !request_started(&stream, header_timeout).await {
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });

@@ -1,0 +1,436 @@
+//! The attack suite: what an attacker tries against the edge, over real sockets, against the
+//! real gateway and API replicas. Each test is one finding; each failed before its fix.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{
+    ADMIN, CUSTOMER, OrionProcess, Running, TestApi, api_args, expect_problem, spawn_gateway,
+};
+
+/// A port nothing listens on: the slow-client tests need no replica behind the gateway.
+const NO_REPLICA: &str = "127.0.0.1:9";
+
+async fn gateway_alone(extra: &[&str]) -> Running {
+    spawn_gateway(&[NO_REPLICA.parse().unwrap()], extra).await
+}
+
+/// Statuses of `n` anonymous `GET /api/inventory`, each with its own made-up API key.
+async fn with_made_up_keys(gateway: &Running, n: usize) -> Vec<u16> {
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::with_capacity(n);
+    for i in 0..n {
+        let response = http
+            .get(gateway.url("/api/inventory"))
+            .header(
+                "x-api-key",
+                format!("ork_made_up_{i}_{}", uuid::Uuid::now_v7()),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[sqlx::test(migrations = false)]
+async fn made_up_api_keys_count_against_the_client_and_a_real_key_gets_its_own_bucket(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let gateway = spawn_gateway(
+        &[api.address()],
+        &[
+            "--rate-anonymous",
+            "10/60",
+            "--rate-authenticated",
+            "1000/60",
+        ],
+    )
+    .await;
+    let admin = api.token(ADMIN).await;
+    let created: Value = api
+        .post(
+            "/api/admin/api-keys",
+            Some(&admin),
+            &json!({"name": "sync", "scopes": ["orders:read"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let with_key = || {
+        http.get(gateway.url("/api/orders"))
+            .header("x-api-key", &key)
+    };
+    // Its first request is counted against the address (the API has not vouched for it yet);
+    // the answer vouches for it, and the gateway keeps that header to itself.
+    let first = with_key().send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("x-orion-api-key").is_none());
+
+    let statuses = with_made_up_keys(&gateway, 12).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        9,
+        "nine left in the address's bucket of ten: {statuses:?}"
+    );
+    assert!(statuses[9..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // The address is spent; the real key is not.
+    for _ in 0..3 {
+        assert_eq!(with_key().send().await.unwrap().status(), 200);
+    }
+    gateway.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_user_adding_a_made_up_key_to_each_request_is_still_limited_as_the_user(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let gateway = spawn_gateway(
+        &[api.address()],
+        &[
+            "--rate-anonymous",
+            "1000/60",
+            "--rate-authenticated",
+            "5/60",
+        ],
+    )
+    .await;
+    let token = api.token(CUSTOMER).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let response = http
+            .get(gateway.url("/api/orders"))
+            .bearer_auth(&token)
+            .header("x-api-key", format!("made-up-{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
+    assert_eq!(&statuses[5..], &[429; 3], "{statuses:?}");
+    gateway.stop().await;
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_by_their_slash_64() {
+    // Behind a trusted proxy the client's address comes from `X-Forwarded-For`, so the test can
+    // be many IPv6 clients from one socket.
+    let gateway =
+        gateway_alone(&["--trusted-proxies", "127.0.0.1", "--rate-anonymous", "3/60"]).await;
+    let http = reqwest::Client::new();
+    let from = |ip: String| {
+        let http = http.clone();
+        let url = gateway.url("/api/inventory");
+        async move {
+            http.get(url)
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut statuses = Vec::new();
+    for n in 1..=5 {
+        statuses.push(from(format!("2001:db8:aa:bb:{n:x}::{n:x}")).await);
+    }
+    // Three reach the (absent) replica, a 502; the rest of the /64 is refused.
+    assert_eq!(statuses, [502, 502, 502, 429, 429]);
+    assert_eq!(from("2001:db8:aa:cc::1".to_owned()).await, 502);
+    gateway.stop().await;
+}
+
+async fn login_status(api: &TestApi, email: &str, password: &str) -> reqwest::Response {
+    api.post(
+        "/api/auth/login",
+        None,
+        &json!({"email": email, "password": password}),
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn failed_sign_ins_lock_the_account_out_on_every_replica(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let first = TestApi::spawn(&options).await;
+    let second = first.replica(&[]).await;
+    let (email, password) = CUSTOMER;
+    // Five failures spread over two replicas (as behind two gateways).
+    for (n, api) in [&first, &second, &first, &second, &first]
+        .into_iter()
+        .enumerate()
+    {
+        let response = login_status(api, email, "wrong password, again").await;
+        assert_eq!(response.status(), 401, "failure {n}");
+    }
+    // Now even the right password waits, on either replica.
+    for api in [&second, &first] {
+        let response = login_status(api, email, password).await;
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=31).contains(&retry), "{retry}");
+        expect_problem(response, 429, "too-many-attempts").await;
+    }
+    // Another account is untouched, and an unknown email is throttled the same way.
+    assert_eq!(login_status(&first, ADMIN.0, ADMIN.1).await.status(), 200);
+    for _ in 0..5 {
+        let response = login_status(&first, "nobody@example.com", "wrong password").await;
+        assert_eq!(response.status(), 401);
+    }
+    let response = login_status(&first, "nobody@example.com", "wrong password").await;
+    assert_eq!(response.status(), 429);
+    second.stop().await;
+    first.stop().await;
+}
+
+/// Writes `bytes`, then waits for the server to close the connection; returns what it sent
+/// back and when it closed.
+async fn stall(address: SocketAddr, bytes: &[u8], limit: Duration) -> (String, Duration) {
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    socket.write_all(bytes).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(limit, socket.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "still open after {limit:?}; answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn stalled_headers_idle_connections_and_trickled_bodies_are_cut_off_at_the_gateway() {
+    let gateway = gateway_alone(&[
+        "--http-header-timeout-ms",
+        "500",
+        "--http-body-timeout-ms",
+        "500",
+    ])
+    .await;
+    let address = gateway.address;
+    // Half a request line and headers, then nothing.
+    let (_, after) = stall(
+        address,
+        b"GET /api/inventory HTTP/1.1\r\nHost: x\r\nX-Slow:",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(after < Duration::from_secs(3), "{after:?}");
+
+    // A connection that never sends a byte, and one that starts the HTTP/2 preface and stops.
+    for opening in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let (_, after) = stall(address, opening, Duration::from_secs(5)).await;
+        assert!(after < Duration::from_secs(3), "{after:?}");
+    }
+
+    // One complete request, then idle on the kept-alive connection.
+    let (answer, after) = stall(
+        address,
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(after < Duration::from_secs(3), "{after:?}");
+
+    // A body announced as 100 bytes, of which 10 arrive.
+    let (answer, after) = stall(
+        address,
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(after < Duration::from_secs(3), "{after:?}");
+    gateway.stop().await;
+}
+
+/// Opens `n` connections that each send a complete request and read its answer (so the server
+/// has admitted them) and keeps them open.
+async fn hold_connections(address: SocketAddr, n: usize) -> Vec<TcpStream> {
+    // The start-up probe's connection has closed; let the server see it go.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut socket = TcpStream::connect(address).await.unwrap();
+        socket
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        let read = socket.read(&mut buffer).await.unwrap();
+        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+        held.push(socket);
+    }
+    held
+}
+
+async fn refused_connection(address: SocketAddr) -> String {
+    let (answer, _) = stall(
+        address,
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    answer
+}
+
+#[tokio::test]
+async fn connections_past_the_caps_are_turned_away_at_the_gateway() {
+    let gateway = gateway_alone(&[
+        "--http-max-connections",
+        "5",
+        "--http-max-connections-per-client",
+        "3",
+    ])
+    .await;
+    let held = hold_connections(gateway.address, 3).await;
+    let answer = refused_connection(gateway.address).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("from your address"), "{answer}");
+    // A closed connection frees its place.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = hold_connections(gateway.address, 3).await;
+    drop(again);
+    gateway.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_api_listener_has_the_same_timeouts_and_caps(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn_with(
+        &options,
+        &[
+            "--http-header-timeout-ms",
+            "500",
+            "--http-max-connections-per-client",
+            "2",
+        ],
+    )
+    .await;
+    let (_, after) = stall(
+        api.address(),
+        b"GET /api/inventory HTTP/1.1\r\nHost: x\r\nX-Slow:",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(after < Duration::from_secs(3), "{after:?}");
+    let held = hold_connections(api.address(), 2).await;
+    let answer = refused_connection(api.address()).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(held);
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn made_up_methods_add_no_metric_series(_: PgPoolOptions, options: PgConnectOptions) {
+    let api = TestApi::spawn(&options).await;
+    for n in 0..40 {
+        let method = Method::from_bytes(format!("X{n}").as_bytes()).unwrap();
+        let response = api.request(method, "/api/inventory").send().await.unwrap();
+        assert_eq!(response.status(), 405);
+    }
+    let metrics = api
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let methods: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("http_requests_total{"))
+        .filter_map(|line| line.split("method=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(!methods.iter().any(|m| m.starts_with('X')), "{methods:?}");
+    assert!(methods.len() <= 10, "{methods:?}");
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn five_hundred_concurrent_sign_ins_hold_bounded_memory(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let db = crate::support::database_url(&options);
+    let prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
+    let args = api_args(&db, &prefix, &[]);
+    let api = OrionProcess::spawn("orion-api", &args, None).await;
+    let before = api.peak_resident_kib();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/auth/login", api.address());
+    let (email, password) = CUSTOMER;
+    let logins = (0..500).map(|_| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let response = http
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let retry = response.headers().contains_key("retry-after");
+            (response.status().as_u16(), retry)
+        }
+    });
+    let answers = futures_util::future::join_all(logins).await;
+    let peak = api.peak_resident_kib();
+    let signed_in = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert!(signed_in > 0, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, retry)| *status == 200 || (*status == 503 && *retry)),
+        "every answer is a sign-in or a 503 with Retry-After: {answers:?}"
+    );
+    // Unbounded, 500 argon2id hashes of 19 MiB each would hold gigabytes.
+    let grew_mib = peak.saturating_sub(before) / 1024;
+    eprintln!(
+        "500 sign-ins: {signed_in} signed in, peak resident {} MiB (grew {grew_mib} MiB)",
+        peak / 1024
+    );
+    assert!(grew_mib < 400, "grew {grew_mib} MiB");
+    api.terminate_within(Duration::from_secs(20)).await;
+}
