@@ -129,15 +129,26 @@ async fn the_openapi_document_and_its_ui_are_served(_: PgPoolOptions, options: P
         document,
         serde_json::to_value(orion_api::openapi()).unwrap()
     );
-    let page = api
-        .get("/docs", None)
+    let page = api.get("/docs", None).send().await.unwrap();
+    // The same protections as the admin panel: no inline or foreign script, never framed.
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("script-src 'self';") && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("/docs/swagger-ui-bundle.js") && page.contains("/docs/init.js"));
+    assert!(!page.contains("<script>"), "no inline script: {page}");
+    let init = api
+        .get("/docs/init.js", None)
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(page.contains("/api-docs/openapi.json") && page.contains("/docs/swagger-ui-bundle.js"));
+    assert!(init.contains("/api-docs/openapi.json"), "{init}");
     assert!(
         !page.contains("http://") && !page.contains("https://"),
         "nothing is loaded from the internet"

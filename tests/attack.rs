@@ -434,3 +434,54 @@ async fn five_hundred_concurrent_sign_ins_hold_bounded_memory(
     assert!(grew_mib < 400, "grew {grew_mib} MiB");
     api.terminate_within(Duration::from_secs(20)).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_customers_timeline_shows_no_internal_error_text(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use orion_domain::events::EmailDelivery;
+    use orion_domain::{DomainEvent, OrderId};
+
+    let api = TestApi::spawn(&options).await;
+    let customer = api.register_customer().await;
+    let order = api.place_order(&customer.token, &[("SKU-1", 1)]).await;
+    let order_id: uuid::Uuid = order["id"].as_str().unwrap().parse().unwrap();
+    // What the worker logs when the mail server refuses an email for good.
+    let smtp_reply = "554 5.7.1 relay denied by mx1.internal.example [10.1.2.3]:25";
+    let failed = DomainEvent::EmailFailed(EmailDelivery {
+        delivery_id: uuid::Uuid::now_v7(),
+        order_id: Some(OrderId::from_uuid(order_id)),
+        kind: "order_confirmation".into(),
+        attempts: 4,
+        error: Some(smtp_reply.into()),
+    });
+    let pool = api.pool().await;
+    let mut conn = pool.acquire().await.unwrap();
+    orion_persistence::events::append_event_log(
+        &mut conn,
+        uuid::Uuid::now_v7(),
+        &failed,
+        &orion_persistence::events::EventMetadata::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let timeline = api
+        .get_json(&format!("/api/orders/{order_id}/timeline"), &customer.token)
+        .await;
+    let text = timeline.to_string();
+    let event = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "email.failed")
+        .unwrap_or_else(|| panic!("the failure is on the timeline: {text}"));
+    assert_eq!(event["data"]["attempts"], 4, "{text}");
+    assert!(event["data"].get("error").is_none(), "{text}");
+    assert!(
+        !text.contains("relay denied") && !text.contains("10.1.2.3"),
+        "{text}"
+    );
+    api.stop().await;
+}

@@ -30,6 +30,9 @@ impl Seen {
     }
 }
 
+/// Most tests have no use for the operations listener (and must not share its fixed port).
+const OPS_OFF: &str = "off";
+
 /// A replica stand-in: answers every request with its name, records it, and is ready.
 struct Upstream {
     name: &'static str,
@@ -299,6 +302,8 @@ async fn a_post_without_idempotency_key_is_not_retried_and_headers_are_made_righ
         "orion-gateway",
         "--env",
         "dev",
+        "--ops-listen",
+        OPS_OFF,
         "--https-listen",
         "off",
         "--upstreams",
@@ -398,14 +403,20 @@ async fn a_post_without_idempotency_key_is_not_retried_and_headers_are_made_righ
 }
 
 #[tokio::test]
-async fn no_replica_is_a_502_problem_and_readiness_says_so() {
+async fn no_replica_is_a_502_problem_and_only_the_operations_listener_tells_more() {
     let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = gone.local_addr().unwrap();
     drop(gone);
+    let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops_address = ops.local_addr().unwrap();
+    drop(ops);
+    let ops_listen = ops_address.to_string();
     let config = <orion_gateway::Config as clap::Parser>::parse_from([
         "orion-gateway",
         "--env",
         "dev",
+        "--ops-listen",
+        &ops_listen,
         "--https-listen",
         "off",
         "--upstreams",
@@ -437,7 +448,25 @@ async fn no_replica_is_a_502_problem_and_readiness_says_so() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ready, 503);
-    let metrics = reqwest::get(gw.url("/metrics"))
+    // The public port says only that much: no replica addresses, no metrics.
+    let public: Value = reqwest::get(gw.url("/health/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public, json!({"status": "no replica available"}));
+    let refused = reqwest::get(gw.url("/metrics")).await.unwrap();
+    assert_eq!(refused.status(), 404);
+    // The operations listener has both.
+    let detailed: Value = reqwest::get(format!("http://{ops_address}/health/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detailed["upstreams"][0]["address"], address.to_string());
+    let metrics = reqwest::get(format!("http://{ops_address}/metrics"))
         .await
         .unwrap()
         .text()
@@ -505,6 +534,8 @@ async fn a_websocket_through_the_gateway_talks_both_ways_and_shutdown_closes_it(
         "orion-gateway",
         "--env",
         "dev",
+        "--ops-listen",
+        OPS_OFF,
         "--https-listen",
         "off",
         "--upstreams",
@@ -561,6 +592,8 @@ async fn https_with_the_dev_certificate_serves_rest_and_websockets() {
         "orion-gateway",
         "--env",
         "dev",
+        "--ops-listen",
+        OPS_OFF,
         "--upstreams",
         &list,
         "--jwt-secret",
@@ -578,6 +611,7 @@ async fn https_with_the_dev_certificate_serves_rest_and_websockets() {
             orion_gateway::Listeners {
                 http: listener,
                 https: Some(https),
+                ops: None,
             },
             signal(stopped),
         )
@@ -622,6 +656,10 @@ async fn https_with_the_dev_certificate_serves_rest_and_websockets() {
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.unwrap_or_default();
         if reply.starts_with("HTTP/1.1 200") && reply.contains("\"replica\":\"a\"") {
+            assert!(
+                reply.contains("strict-transport-security: max-age=63072000; includeSubDomains"),
+                "HSTS on HTTPS answers: {reply}"
+            );
             answered = true;
             break;
         }
@@ -675,6 +713,8 @@ async fn a_replica_too_slow_to_answer_is_a_504_problem_and_draining_turns_readin
         "orion-gateway",
         "--env",
         "dev",
+        "--ops-listen",
+        OPS_OFF,
         "--https-listen",
         "off",
         "--upstreams",

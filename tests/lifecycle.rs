@@ -190,6 +190,8 @@ async fn gateway_serves_liveness_and_stops() {
         "dev",
         "--https-listen",
         "off",
+        "--ops-listen",
+        "off",
     ]);
     let gateway =
         Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped)))

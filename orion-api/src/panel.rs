@@ -34,18 +34,30 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn page() -> Response {
-    let mut response = asset(INDEX, "text/html; charset=utf-8").await;
-    let headers = response.headers_mut();
+    protected(
+        asset(INDEX, "text/html; charset=utf-8").await,
+        CONTENT_SECURITY_POLICY,
+    )
+}
+
+/// A page with its content-security policy, never framed (clickjacking), and no referrer sent
+/// from it. The admin panel and the API docs page are served so.
+pub(crate) fn protected(mut page: Response, policy: &'static str) -> Response {
+    let headers = page.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        HeaderValue::from_static(policy),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    response
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    page
 }
 
 /// Assets carry no fingerprint in their names, so browsers revalidate them on every load.

@@ -61,8 +61,11 @@ pub(crate) async fn succeeded(
 
 /// How long `failures` in a row lock an email out, if they do.
 fn lockout(failures: i32) -> Option<Duration> {
-    let beyond = failures.checked_sub(FREE_FAILURES)?;
-    let doubled = FIRST_LOCKOUT.checked_mul(1i32.checked_shl(beyond.try_into().ok()?)?);
+    let beyond = u32::try_from(failures.checked_sub(FREE_FAILURES)?).ok()?;
+    let doubled = 1i32
+        .checked_shl(beyond)
+        .filter(|factor| *factor > 0)
+        .and_then(|factor| FIRST_LOCKOUT.checked_mul(factor));
     Some(doubled.map_or(LONGEST_LOCKOUT, |d| d.min(LONGEST_LOCKOUT)))
 }
 

@@ -20,6 +20,11 @@ pub struct Config {
     #[command(flatten)]
     pub http: orion_http::HttpLimits,
 
+    /// The operations listener: `/metrics` and the detailed readiness (replica addresses, their
+    /// health and requests in flight), kept off the public port. `off` for none.
+    #[arg(long, env = "ORION_OPS_LISTEN", default_value = defaults::GATEWAY_OPS, value_parser = parse_optional_addr)]
+    pub ops_listen: ::std::option::Option<SocketAddr>,
+
     /// HTTPS address, or `off`.
     #[arg(long, env = "ORION_HTTPS_LISTEN", default_value = defaults::GATEWAY_HTTPS, value_parser = parse_optional_addr)]
     pub https_listen: ::std::option::Option<SocketAddr>,

@@ -53,6 +53,8 @@ pub enum Error {
 pub struct Listeners {
     pub http: TcpListener,
     pub https: Option<TcpListener>,
+    /// Metrics and detailed readiness, for operators only.
+    pub ops: Option<TcpListener>,
 }
 
 /// Binds HTTPS as configured, then serves until `shutdown` completes.
@@ -65,11 +67,16 @@ pub async fn run(
         Some(address) => Some(TcpListener::bind(address).await?),
         None => None,
     };
+    let ops = match config.ops_listen {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
     run_with(
         config,
         Listeners {
             http: listener,
             https,
+            ops,
         },
         shutdown,
     )
@@ -115,6 +122,20 @@ pub async fn run_with(
         background.clone(),
     ));
 
+    if let Some(listener) = listeners.ops {
+        tracing::info!(address = %listener.local_addr()?, "orion-gateway operations listener");
+        let ops = ops_router(gateway.clone());
+        let stop = background.clone();
+        tokio::spawn(async move {
+            let stopped = async move { stop.cancelled().await };
+            if let Err(error) = axum::serve(listener, ops)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "the operations listener failed");
+            }
+        });
+    }
     let app = router(gateway.clone());
     let worker_count = config.worker_count();
     let workers = workers::Workers::start(
@@ -193,13 +214,32 @@ pub async fn run_with(
     Ok(())
 }
 
+/// The public port's own endpoints: liveness, and readiness as one word. Nothing about the
+/// replicas behind it, and no metrics: those are on the operations listener.
 fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route(
+            "/health/ready",
+            get(|State(gateway): State<Arc<Gateway>>| async move {
+                let (status, word, _) = readiness(&gateway);
+                (status, Json(json!({"status": word})))
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|| async {
+                problem::problem(StatusCode::NOT_FOUND, "not-found", "no such resource")
+            }),
+        )
+        .with_state(gateway)
+}
+
+/// The operations listener: metrics and the detailed readiness.
+fn ops_router(gateway: Arc<Gateway>) -> Router {
     let metrics = orion_telemetry::metrics::handle();
     Router::new()
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "ok"})) }),
-        )
+        .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route(
             "/metrics",
@@ -219,14 +259,20 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
 /// The paths `router` answers. The serving threads send everything else straight to the proxy,
-/// without the router; the two lists must agree.
+/// without the router; the two lists must agree. `/metrics` is among them so that it is never
+/// proxied to a replica's own metrics.
 pub(crate) fn is_own_endpoint(path: &str) -> bool {
     matches!(path, "/health/live" | "/health/ready" | "/metrics")
 }
 
-/// Ready while not draining and at least one replica is available.
-async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+/// Ready while not draining and at least one replica is available: the status, its word, and
+/// each replica's state.
+fn readiness(gateway: &Gateway) -> (StatusCode, &'static str, Vec<serde_json::Value>) {
     let now = std::time::Instant::now();
     let backends = gateway.upstreams.backends();
     let available = backends.iter().filter(|b| b.is_available(now)).count();
@@ -247,6 +293,12 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     } else {
         "no replica available"
     };
+    (status, word, upstreams)
+}
+
+/// The detailed readiness, on the operations listener.
+async fn ready(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let (status, word, upstreams) = readiness(&gateway);
     (
         status,
         Json(json!({"status": word, "upstreams": upstreams})),
@@ -318,7 +370,13 @@ mod tests {
     /// The serving threads trust `is_own_endpoint` to say which paths the router answers.
     #[tokio::test]
     async fn the_router_answers_exactly_the_own_endpoints() {
-        let config = Config::parse_from(["orion-gateway", "--upstreams", "127.0.0.1:9"]);
+        let config = Config::parse_from([
+            "orion-gateway",
+            "--upstreams",
+            "127.0.0.1:9",
+            "--ops-listen",
+            "off",
+        ]);
         let app = router(Arc::new(Gateway::new(&config).unwrap()));
         for path in [
             "/health/live",

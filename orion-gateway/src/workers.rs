@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{HeaderValue, Request, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,9 @@ use tower::Service;
 
 use crate::is_own_endpoint;
 use crate::proxy::{self, Gateway, Scheme, upstream_client};
+
+/// Two years, subdomains included: what HSTS preload lists ask for.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
 
 /// How long a client has to complete its TLS handshake.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
@@ -199,10 +202,19 @@ impl Serving {
                     let client = client.clone();
                     let mut app = app.clone();
                     async move {
-                        if is_own_endpoint(request.uri().path()) {
-                            return app.call(request).await;
+                        let mut response = if is_own_endpoint(request.uri().path()) {
+                            app.call(request).await?
+                        } else {
+                            proxy::serve(&gateway, peer, scheme, &client, request).await
+                        };
+                        if scheme == Scheme::Https {
+                            // Browsers that once reached the gateway over HTTPS never fall back
+                            // to plain HTTP for it.
+                            response
+                                .headers_mut()
+                                .insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
                         }
-                        Ok(proxy::serve(&gateway, peer, scheme, &client, request).await)
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
             let builder = builder.clone();

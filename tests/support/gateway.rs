@@ -15,6 +15,8 @@ pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> R
         "orion-gateway",
         "--env",
         "dev",
+        "--ops-listen",
+        "off",
         "--https-listen",
         "off",
         "--upstreams",

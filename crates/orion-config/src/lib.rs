@@ -12,6 +12,8 @@ pub use shutdown::shutdown_signal;
 pub mod defaults {
     pub const GATEWAY_HTTP: &str = "127.0.0.1:8080";
     pub const GATEWAY_HTTPS: &str = "127.0.0.1:8443";
+    /// The gateway's operations listener (metrics, detailed readiness): never the public port.
+    pub const GATEWAY_OPS: &str = "127.0.0.1:9080";
     pub const API_LISTEN: &str = "127.0.0.1:8081";
     pub const API_SECOND_LISTEN: &str = "127.0.0.1:8082";
     pub const WORKER_LISTEN: &str = "127.0.0.1:8090";

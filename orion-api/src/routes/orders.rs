@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use orion_auth::{Principal, Scope};
 use orion_domain::order::MAX_LINES;
 use orion_domain::{
-    CustomerId, Order, OrderId, OrderLine, OrderSaga, OrderStatus, Quantity, SagaDeadlines, Sku,
+    CustomerId, DomainEvent, Order, OrderId, OrderLine, OrderSaga, OrderStatus, Quantity,
+    SagaDeadlines, Sku,
 };
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::idempotency::{self, StoredResponse};
@@ -379,7 +380,7 @@ pub(crate) async fn timeline(
             id: e.id,
             kind: e.event.event_type().as_str().to_owned(),
             time: e.occurred_at,
-            data: e.event.data(),
+            data: public_data(&e.event),
         })
         .collect();
     let saga = sagas::find_saga(&mut *connection(&state.pool).await?, OrderId::from_uuid(id))
@@ -390,6 +391,19 @@ pub(crate) async fn timeline(
         events,
         saga,
     }))
+}
+
+/// What a timeline shows of an event: its payload without internal error text (an SMTP server's
+/// reply, a connection error), which is the operators' business (`/api/admin/email-deliveries`),
+/// not the customer's.
+fn public_data(event: &DomainEvent) -> serde_json::Value {
+    let mut data = event.data();
+    if let (DomainEvent::EmailSent(_) | DomainEvent::EmailFailed(_), Some(fields)) =
+        (event, data.as_object_mut())
+    {
+        fields.remove("error");
+    }
+    data
 }
 
 /// The wire name of a saga state or command: `held`, `release_stock`, `fail_order:timeout`.
