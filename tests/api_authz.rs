@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
-use crate::support::{ADMIN, TestApi};
+use crate::support::{ADMIN, TestApi, expect_problem};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Caller {
@@ -96,16 +96,16 @@ async fn every_endpoint_admits_exactly_the_right_callers(
         ("GET /api/orders", [401, 200, 200, 200, 200, 403, 403]),
         (
             "GET /api/orders/{order}",
-            [401, 200, 404, 200, 200, 200, 403],
+            [401, 200, 404, 200, 200, 403, 403],
         ),
         (
             "GET /api/orders/{order}/timeline",
-            [401, 200, 404, 200, 200, 200, 403],
+            [401, 200, 404, 200, 200, 403, 403],
         ),
         ("POST /api/orders", [401, 202, 403, 202, 403, 202, 403]),
         (
             "POST /api/orders/{fresh}/cancel",
-            [401, 200, 404, 200, 403, 200, 403],
+            [401, 200, 404, 200, 403, 403, 403],
         ),
         (
             "POST /api/orders/{order}/ship",
@@ -206,5 +206,73 @@ async fn every_endpoint_admits_exactly_the_right_callers(
         "authorization matrix:\n{}",
         failures.join("\n")
     );
+    api.stop().await;
+}
+
+/// Least privilege: a key that places orders for customers sees and cancels them only when it
+/// also holds `orders:read`.
+#[sqlx::test(migrations = false)]
+async fn a_key_cancels_other_customers_orders_only_with_read_and_write(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let admin = api.token(ADMIN).await;
+    let key = |scopes: Value| {
+        let request = api.post(
+            "/api/admin/api-keys",
+            Some(&admin),
+            &json!({"name": "integrator", "scopes": scopes}),
+        );
+        async move {
+            let created: Value = request.send().await.unwrap().json().await.unwrap();
+            created["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let write_only = key(json!(["orders:write"])).await;
+    let read_write = key(json!(["orders:read", "orders:write"])).await;
+    let (customer_id, _) = api.new_customer().await;
+    let placed: Value = api
+        .request(Method::POST, "/api/orders")
+        .header("x-api-key", &write_only)
+        .json(&json!({"items": [{"sku": "SKU-1", "quantity": 1}], "customer_id": customer_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = placed["id"].as_str().unwrap();
+    let as_key = |method: Method, path: String, key: &str| {
+        api.request(method, &path).header("x-api-key", key).send()
+    };
+    let read = as_key(Method::GET, format!("/api/orders/{id}"), &write_only)
+        .await
+        .unwrap();
+    expect_problem(read, 403, "forbidden").await;
+    let cancel = as_key(
+        Method::POST,
+        format!("/api/orders/{id}/cancel"),
+        &write_only,
+    )
+    .await
+    .unwrap();
+    let problem = expect_problem(cancel, 403, "forbidden").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("orders:read"),
+        "{problem}"
+    );
+    let read = as_key(Method::GET, format!("/api/orders/{id}"), &read_write)
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let cancel = as_key(
+        Method::POST,
+        format!("/api/orders/{id}/cancel"),
+        &read_write,
+    )
+    .await
+    .unwrap();
+    assert_eq!(cancel.status(), 200);
     api.stop().await;
 }

@@ -172,12 +172,19 @@ impl Auth {
 
     /// Users, or API keys that carry `scope`.
     pub(crate) fn require_user_or_scope(&self, scope: Scope) -> Result<(), ApiError> {
+        self.require_user_or_scopes(&[scope])
+    }
+
+    /// Users, or API keys that carry every one of `scopes`.
+    pub(crate) fn require_user_or_scopes(&self, scopes: &[Scope]) -> Result<(), ApiError> {
         match &self.0 {
             Principal::User { .. } => Ok(()),
-            key if key.has_scope(scope) => Ok(()),
-            _ => Err(ApiError::Forbidden(format!(
-                "this API key lacks the `{scope}` scope"
-            ))),
+            key => match scopes.iter().find(|scope| !key.has_scope(**scope)) {
+                None => Ok(()),
+                Some(missing) => Err(ApiError::Forbidden(format!(
+                    "this API key lacks the `{missing}` scope"
+                ))),
+            },
         }
     }
 

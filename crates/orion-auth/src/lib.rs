@@ -1,6 +1,7 @@
 //! Authentication primitives shared by Orion's processes: passwords (argon2id), access tokens
 //! (HS256 JWTs), opaque secrets for refresh tokens and API keys, roles, scopes and principals.
 
+mod hs256;
 mod password;
 mod principal;
 mod token;

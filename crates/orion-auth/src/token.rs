@@ -54,6 +54,7 @@ impl std::fmt::Debug for TokenKeys {
 
 impl TokenKeys {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        crate::hs256::install();
         // Only HS256 is accepted: a token whose header names another algorithm (`none`, RS256
         // with the secret as a "public key", ...) is refused before its signature is looked at.
         let mut validation = Validation::new(Algorithm::HS256);

@@ -320,15 +320,12 @@ async fn visible_view(
     order_id: Uuid,
 ) -> Result<OrderView, ApiError> {
     let not_found = || ApiError::NotFound(format!("no order {order_id}"));
-    auth.require_user_or_scope(Scope::OrdersRead)
-        .or_else(|_| auth.require_user_or_scope(Scope::OrdersWrite))?;
+    // Least privilege: `orders:write` places orders; reading any order takes `orders:read`.
+    auth.require_user_or_scope(Scope::OrdersRead)?;
     let view = read_models::find_order_view(&mut *connection(&state.pool).await?, order_id)
         .await?
         .ok_or_else(not_found)?;
-    if auth.sees_all_orders()
-        || auth.0.has_scope(Scope::OrdersWrite)
-        || auth.0.user_id() == Some(view.customer_id)
-    {
+    if auth.sees_all_orders() || auth.0.user_id() == Some(view.customer_id) {
         Ok(view)
     } else {
         Err(not_found())
@@ -343,7 +340,7 @@ async fn visible_view(
         (status = 200, description = "The order", body = OrderResponse),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An API key without an orders scope", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without `orders:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or another customer's", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_order(
@@ -363,7 +360,7 @@ pub(crate) async fn get_order(
         (status = 200, description = "The order's events, oldest first", body = Timeline),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An API key without an orders scope", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without `orders:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or another customer's", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn timeline(
@@ -464,7 +461,10 @@ async fn transition(
     let not_found = || ApiError::NotFound(format!("no order {id}"));
     match actor {
         Actor::AdminOnly => auth.require_admin()?,
-        Actor::OwnerOrOperator => auth.require_user_or_scope(Scope::OrdersWrite)?,
+        // A key acts on other customers' orders only if it may also read them.
+        Actor::OwnerOrOperator => {
+            auth.require_user_or_scopes(&[Scope::OrdersWrite, Scope::OrdersRead])?;
+        }
     }
     for attempt in 1..=TRANSITION_ATTEMPTS {
         let mut tx = begin(&state.pool).await?;
@@ -506,7 +506,7 @@ async fn transition(
     responses(
         (status = 200, description = "Cancelled", body = OrderResponse),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An API key without `orders:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without both `orders:write` and `orders:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or another customer's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Shipped or already final; `current_status` says which", body = Problem, content_type = "application/problem+json"),
     ))]
