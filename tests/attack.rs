@@ -485,3 +485,62 @@ async fn a_customers_timeline_shows_no_internal_error_text(
     );
     api.stop().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn hub_connections_are_capped_per_user_and_per_replica(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    let api = TestApi::spawn_with(
+        &options,
+        &[
+            "--hub-max-connections",
+            "3",
+            "--hub-max-connections-per-user",
+            "2",
+        ],
+    )
+    .await;
+    let url = |token: &str| format!("ws://{}/hubs/orders?access_token={token}", api.address());
+    let refused = |result: Result<_, WsError>| match result {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("refused with an HTTP answer, not {other}"),
+        Ok(_) => 101,
+    };
+    let alice = api.register_customer().await;
+    let bob = api.register_customer().await;
+    let carol = api.register_customer().await;
+    let first = tokio_tungstenite::connect_async(url(&alice.token))
+        .await
+        .unwrap();
+    let _second = tokio_tungstenite::connect_async(url(&alice.token))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(tokio_tungstenite::connect_async(url(&alice.token)).await),
+        429,
+        "a third for one user"
+    );
+    let _bob = tokio_tungstenite::connect_async(url(&bob.token))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(tokio_tungstenite::connect_async(url(&carol.token)).await),
+        503,
+        "a fourth for the replica"
+    );
+    // A closed connection frees its place.
+    drop(first);
+    let mut admitted = 0;
+    for _ in 0..50 {
+        admitted = refused(tokio_tungstenite::connect_async(url(&carol.token)).await);
+        if admitted == 101 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(admitted, 101);
+    api.stop().await;
+}

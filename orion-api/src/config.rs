@@ -104,6 +104,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub hub_keep_alive_seconds: u64,
 
+    /// Hub connections this replica takes at most; past it, `503` with `Retry-After`.
+    #[arg(long, env = "ORION_HUB_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub hub_max_connections: u32,
+
+    /// Hub connections one user may hold open on a replica (browser tabs, devices); past it,
+    /// `429`.
+    #[arg(long, env = "ORION_HUB_MAX_CONNECTIONS_PER_USER", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub hub_max_connections_per_user: u32,
+
     /// How long a hub client may stay silent (clients ping every 15 s) before it is closed, and
     /// how long one write to it may take.
     #[arg(long, env = "ORION_HUB_CLIENT_TIMEOUT_SECONDS", default_value_t = 30,
@@ -119,6 +130,8 @@ impl Config {
             keep_alive: std::time::Duration::from_secs(self.hub_keep_alive_seconds),
             client_timeout: std::time::Duration::from_secs(self.hub_client_timeout_seconds),
             handshake_timeout: std::time::Duration::from_secs(15),
+            max_connections: self.hub_max_connections as usize,
+            max_connections_per_user: self.hub_max_connections_per_user as usize,
         }
     }
 }

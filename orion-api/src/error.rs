@@ -50,6 +50,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("too many failed sign-ins for this account; retry in {0} s")]
     TooManyAttempts(u64),
+    #[error("this account already has {0} hub connections open; close one first")]
+    TooManyConnections(usize),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -158,6 +160,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too-many-attempts",
                 "Too many attempts",
+            ),
+            Self::TooManyConnections(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-connections",
+                "Too many connections",
             ),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),

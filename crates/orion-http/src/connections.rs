@@ -1,7 +1,9 @@
-//! Open connections, capped in total and per client address. A connection over a cap is
-//! answered `503` with `Retry-After` (on plain HTTP) and closed before any request is read.
+//! Open connections, capped in total and per client address (or per any other key, such as a
+//! hub's users). A connection over a cap is answered `503` with `Retry-After` (on plain HTTP)
+//! and closed before any request is read.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -11,18 +13,24 @@ use tokio::net::TcpStream;
 
 use crate::client_network;
 
-/// The caps and what is open now.
+/// The caps and what is open now, per client address.
+pub type ConnectionLimits = Caps<IpAddr>;
+
+/// Caps on what is open: in total and per key.
 #[derive(Debug)]
-pub struct ConnectionLimits {
+pub struct Caps<K> {
     total: usize,
     per_client: usize,
-    open: Mutex<Open>,
+    /// The gauge of what is open, and the counter of refusals (by `reason`).
+    gauge: &'static str,
+    refusals: &'static str,
+    open: Mutex<Open<K>>,
 }
 
-#[derive(Debug, Default)]
-struct Open {
+#[derive(Debug)]
+struct Open<K> {
     total: usize,
-    by_client: HashMap<IpAddr, usize>,
+    by_client: HashMap<K, usize>,
 }
 
 /// Why a connection was turned away.
@@ -43,34 +51,62 @@ impl Refused {
 
 /// One admitted connection; dropping it frees its place.
 #[derive(Debug)]
-pub struct Admitted {
-    limits: Arc<ConnectionLimits>,
-    client: IpAddr,
+pub struct Admitted<K: Hash + Eq = IpAddr> {
+    limits: Arc<Caps<K>>,
+    client: K,
 }
 
 impl ConnectionLimits {
+    /// Caps on a listener's connections.
     pub fn new(total: usize, per_client: usize) -> ConnectionLimits {
-        ConnectionLimits {
+        Caps::named(
             total,
             per_client,
-            open: Mutex::new(Open::default()),
+            "http_open_connections",
+            "http_connections_refused_total",
+        )
+    }
+
+    /// Admits a connection from `peer` (an IPv6 peer counts as its /64), or says which cap it
+    /// would break.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Refused> {
+        self.admit_key(client_network(peer))
+    }
+}
+
+impl<K: Hash + Eq + Clone> Caps<K> {
+    /// Caps reported under the gauge `gauge` and the counter `refusals`.
+    pub fn named(
+        total: usize,
+        per_key: usize,
+        gauge: &'static str,
+        refusals: &'static str,
+    ) -> Caps<K> {
+        Caps {
+            total,
+            per_client: per_key,
+            gauge,
+            refusals,
+            open: Mutex::new(Open {
+                total: 0,
+                by_client: HashMap::new(),
+            }),
         }
     }
 
-    /// Admits a connection from `peer`, or says which cap it would break.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Refused> {
-        let client = client_network(peer);
+    /// Admits one more under `client`, or says which cap it would break.
+    pub fn admit_key(self: &Arc<Self>, client: K) -> Result<Admitted<K>, Refused> {
         let mut open = self.lock();
         if open.total >= self.total {
             return Err(self.refused(Refused::Total));
         }
-        let from_client = open.by_client.entry(client).or_insert(0);
+        let from_client = open.by_client.entry(client.clone()).or_insert(0);
         if *from_client >= self.per_client {
             return Err(self.refused(Refused::PerClient));
         }
         *from_client += 1;
         open.total += 1;
-        metrics::gauge!("http_open_connections").set(open.total as f64);
+        metrics::gauge!(self.gauge).set(open.total as f64);
         Ok(Admitted {
             limits: self.clone(),
             client,
@@ -83,18 +119,22 @@ impl ConnectionLimits {
     }
 
     fn refused(&self, why: Refused) -> Refused {
-        metrics::counter!("http_connections_refused_total", "reason" => why.as_str()).increment(1);
+        metrics::counter!(self.refusals, "reason" => why.as_str()).increment(1);
         why
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open<K>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Drop for Admitted {
+impl<K: Hash + Eq> Drop for Admitted<K> {
     fn drop(&mut self) {
-        let mut open = self.limits.lock();
+        let mut open = self
+            .limits
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
         if let Some(count) = open.by_client.get_mut(&self.client) {
             *count -= 1;
@@ -102,7 +142,7 @@ impl Drop for Admitted {
                 open.by_client.remove(&self.client);
             }
         }
-        metrics::gauge!("http_open_connections").set(open.total as f64);
+        metrics::gauge!(self.limits.gauge).set(open.total as f64);
     }
 }
 

@@ -8,7 +8,7 @@ mod serve;
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use connections::{Admitted, ConnectionLimits, Refused, refuse};
+pub use connections::{Admitted, Caps, ConnectionLimits, Refused, refuse};
 pub use serve::serve;
 
 /// The limits every Orion listener applies to its clients.

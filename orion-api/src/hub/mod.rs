@@ -3,7 +3,9 @@
 //!
 //! The hub keeps one bounded queue per connection. Fanning out never waits for a client: a
 //! connection whose queue is full is dropped, and its client re-reads state over REST when it
-//! reconnects.
+//! reconnects. Connections are indexed by user (and admins kept apart), so an order's update
+//! touches its owner's few connections and the admins', not every connection; and they are
+//! capped per user and in total, so one account cannot take the replica's memory.
 
 mod backplane;
 mod connection;
@@ -11,7 +13,7 @@ mod notifications;
 mod protocol;
 mod routes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -36,6 +38,9 @@ pub struct HubSettings {
     pub client_timeout: Duration,
     /// How long a new connection has to send its handshake.
     pub handshake_timeout: Duration,
+    /// Connections at most, in all and for one user.
+    pub max_connections: usize,
+    pub max_connections_per_user: usize,
 }
 
 /// Why the hub closes every connection at once.
@@ -56,7 +61,9 @@ pub struct Hub {
 #[derive(Debug)]
 struct Inner {
     settings: HubSettings,
-    subscribers: RwLock<HashMap<u64, Subscriber>>,
+    subscribers: RwLock<Subscribers>,
+    /// Connections admitted, per user and in all, from the upgrade to the end.
+    admitted: Arc<orion_http::Caps<Uuid>>,
     next_id: AtomicU64,
     broadcast: watch::Sender<Broadcast>,
     /// Connections whose task is still running, registered or not.
@@ -74,12 +81,48 @@ struct Subscriber {
     drop: Option<oneshot::Sender<()>>,
 }
 
-impl Subscriber {
-    fn wants(&self, audience: Audience) -> bool {
-        match audience {
-            Audience::Admins => self.admin,
-            Audience::Owner(customer) => self.admin || self.user == customer,
+/// The registered connections, by id, with the index fan-out reads.
+#[derive(Debug, Default)]
+struct Subscribers {
+    by_id: HashMap<u64, Subscriber>,
+    /// Each customer's connections (an admin's are in `admins` only).
+    by_user: HashMap<Uuid, HashSet<u64>>,
+    admins: HashSet<u64>,
+}
+
+impl Subscribers {
+    fn insert(&mut self, id: u64, subscriber: Subscriber) {
+        if subscriber.admin {
+            self.admins.insert(id);
+        } else {
+            self.by_user.entry(subscriber.user).or_default().insert(id);
         }
+        self.by_id.insert(id, subscriber);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Subscriber> {
+        let subscriber = self.by_id.remove(&id)?;
+        if subscriber.admin {
+            self.admins.remove(&id);
+        } else if let Some(ids) = self.by_user.get_mut(&subscriber.user) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_user.remove(&subscriber.user);
+            }
+        }
+        Some(subscriber)
+    }
+
+    /// The connections a notification goes to: every admin's, and the owner's.
+    fn audience(&self, audience: Audience) -> impl Iterator<Item = (u64, &Subscriber)> {
+        let owner = match audience {
+            Audience::Admins => None,
+            Audience::Owner(customer) => self.by_user.get(&customer),
+        };
+        self.admins
+            .iter()
+            .chain(owner.into_iter().flatten())
+            .filter_map(|id| self.by_id.get(id).map(|subscriber| (*id, subscriber)))
     }
 }
 
@@ -127,8 +170,14 @@ impl Hub {
         settings.handshake_timeout = settings.handshake_timeout.max(floor);
         Self {
             inner: Arc::new(Inner {
+                admitted: Arc::new(orion_http::Caps::named(
+                    settings.max_connections,
+                    settings.max_connections_per_user,
+                    "hub_admitted_connections",
+                    "hub_connections_refused_total",
+                )),
                 settings,
-                subscribers: RwLock::new(HashMap::new()),
+                subscribers: RwLock::new(Subscribers::default()),
                 next_id: AtomicU64::new(1),
                 broadcast: watch::channel(Broadcast::Open).0,
                 open: watch::channel(0).0,
@@ -159,6 +208,27 @@ impl Hub {
         tokio::time::timeout(within, listening.wait_for(|up| *up))
             .await
             .is_ok_and(|up| up.is_ok())
+    }
+
+    /// Admits one more connection for `user`, or refuses it: `429` past the per-user cap,
+    /// `503` (with `Retry-After`) past the replica's.
+    pub(crate) fn admit(
+        &self,
+        user: Uuid,
+    ) -> Result<orion_http::Admitted<Uuid>, crate::error::ApiError> {
+        use crate::error::ApiError;
+        self.inner
+            .admitted
+            .admit_key(user)
+            .map_err(|why| match why {
+                orion_http::Refused::PerClient => {
+                    ApiError::TooManyConnections(self.inner.settings.max_connections_per_user)
+                }
+                orion_http::Refused::Total => ApiError::Unavailable(
+                    "this replica has as many hub connections as it takes; connect again shortly"
+                        .into(),
+                ),
+            })
     }
 
     fn open_connection(&self) -> OpenConnection {
@@ -199,10 +269,10 @@ impl Hub {
     }
 
     fn unregister(&self, id: u64) {
-        self.subscribers().remove(&id);
+        self.subscribers().remove(id);
     }
 
-    fn subscribers(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Subscriber>> {
+    fn subscribers(&self) -> std::sync::RwLockWriteGuard<'_, Subscribers> {
         self.inner
             .subscribers
             .write()
@@ -220,14 +290,11 @@ impl Hub {
                 .subscribers
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            for (id, subscriber) in subscribers.iter() {
-                if !subscriber.wants(notification.audience) {
-                    continue;
-                }
+            for (id, subscriber) in subscribers.audience(notification.audience) {
                 if let Err(mpsc::error::TrySendError::Full(_)) =
                     subscriber.queue.try_send(notification.clone())
                 {
-                    slow.push(*id);
+                    slow.push(id);
                 }
             }
         }
@@ -236,7 +303,7 @@ impl Hub {
         }
         let mut subscribers = self.subscribers();
         for id in slow {
-            if let Some(mut subscriber) = subscribers.remove(&id) {
+            if let Some(mut subscriber) = subscribers.remove(id) {
                 tracing::warn!(
                     connection = id,
                     user = %subscriber.user,

@@ -118,11 +118,16 @@ async fn connect(
             "this replica is shutting down; connect again".into(),
         ));
     }
+    let admitted = state.hub.admit(caller.user)?;
     let hub = state.hub.clone();
     Ok(upgrade
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
-        .on_upgrade(move |socket| connection::serve(hub, socket, caller)))
+        .on_upgrade(move |socket| async move {
+            // The connection's place under the caps is held until it ends.
+            let _admitted = admitted;
+            connection::serve(hub, socket, caller).await;
+        }))
 }
 
 /// The caller of the hub, from `Authorization: Bearer <token>` or the `access_token` query
