@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    ADMIN, CUSTOMER, OrionProcess, Running, TestApi, api_args, expect_problem, spawn_gateway,
+    ADMIN, CUSTOMER, Mailbox, OrionProcess, Running, TestApi, TestWorker, api_args, expect_problem,
+    spawn_gateway,
 };
 
 /// A port nothing listens on: the slow-client tests need no replica behind the gateway.
@@ -542,5 +543,88 @@ async fn hub_connections_are_capped_per_user_and_per_replica(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(admitted, 101);
+    api.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn registration_answers_the_same_for_a_taken_email_and_tells_its_owner(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    let mailbox = Mailbox::new();
+    let owner = api.register_customer().await;
+    let register = |email: String, password: &'static str| {
+        let request = api.post(
+            "/api/auth/register",
+            None,
+            &json!({"email": email, "password": password, "name": "Mallory"}),
+        );
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let keys = |body: &Value| {
+        let mut keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let fresh = format!("new-{}@example.com", uuid::Uuid::now_v7());
+    let (new_status, new_body) = register(fresh.clone(), "mallory's own password").await;
+    let (taken_status, taken_body) =
+        register(owner.email.to_uppercase(), "mallory's own password").await;
+    assert_eq!((new_status, taken_status), (201, 201));
+    assert_eq!(keys(&new_body), keys(&taken_body));
+    assert_eq!(taken_body["email"], owner.email.to_lowercase());
+    assert_eq!(taken_body["role"], "customer");
+    assert_ne!(taken_body["id"], owner.id.to_string());
+    // Nothing was created or changed: the owner's password still works, Mallory's does not.
+    let login = |email: String, password: &'static str| {
+        api.post(
+            "/api/auth/login",
+            None,
+            &json!({"email": email, "password": password}),
+        )
+        .send()
+    };
+    assert_eq!(
+        login(owner.email.clone(), "mallory's own password")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        login(owner.email.clone(), crate::support::REGISTERED_PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        login(fresh, "mallory's own password")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The owner hears of it, once a day however often it is tried.
+    let subject = "Someone tried to register with your email address";
+    mailbox.wait_for(&owner.email, subject).await;
+    let (again, _) = register(owner.email.clone(), "mallory's own password").await;
+    assert_eq!(again, 201);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let told = mailbox
+        .subjects(&owner.email)
+        .await
+        .into_iter()
+        .filter(|s| s == subject)
+        .count();
+    assert_eq!(told, 1);
+    worker.stop().await;
     api.stop().await;
 }

@@ -33,10 +33,11 @@ pub enum EventType {
     PaymentVoided,
     EmailSent,
     EmailFailed,
+    AccountRegistrationAttempted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 18] = [
         Self::OrderPlaced,
         Self::OrderReserved,
         Self::OrderConfirmed,
@@ -54,6 +55,7 @@ impl EventType {
         Self::PaymentVoided,
         Self::EmailSent,
         Self::EmailFailed,
+        Self::AccountRegistrationAttempted,
     ];
 
     /// The routing key and the stored `event_type`.
@@ -76,6 +78,7 @@ impl EventType {
             Self::PaymentVoided => "payment.voided",
             Self::EmailSent => "email.sent",
             Self::EmailFailed => "email.failed",
+            Self::AccountRegistrationAttempted => "account.registration_attempted",
         }
     }
 
@@ -89,6 +92,7 @@ impl EventType {
             Some("order") => "order",
             Some("inventory") => "inventory_item",
             Some("payment") => "payment",
+            Some("account") => "account",
             _ => "email",
         }
     }
@@ -196,6 +200,14 @@ pub struct EmailDelivery {
     pub error: Option<String>,
 }
 
+/// `account.registration_attempted`: someone tried to register with the email of an existing
+/// account. The registration answered as if it had worked (so it tells nobody who has an
+/// account); the account's owner is told by email instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationAttempted {
+    pub user_id: Uuid,
+}
+
 /// A domain event with its payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -234,6 +246,8 @@ pub enum DomainEvent {
     EmailSent(EmailDelivery),
     #[serde(rename = "email.failed")]
     EmailFailed(EmailDelivery),
+    #[serde(rename = "account.registration_attempted")]
+    AccountRegistrationAttempted(RegistrationAttempted),
 }
 
 /// A stored or received event whose type or data does not match any known event.
@@ -277,6 +291,7 @@ impl DomainEvent {
             Self::PaymentVoided(_) => EventType::PaymentVoided,
             Self::EmailSent(_) => EventType::EmailSent,
             Self::EmailFailed(_) => EventType::EmailFailed,
+            Self::AccountRegistrationAttempted(_) => EventType::AccountRegistrationAttempted,
         }
     }
 
@@ -298,6 +313,7 @@ impl DomainEvent {
             Self::PaymentAuthorized(e) | Self::PaymentVoided(e) => e.order_id.to_string(),
             Self::PaymentDeclined(e) => e.order_id.to_string(),
             Self::EmailSent(e) | Self::EmailFailed(e) => e.delivery_id.to_string(),
+            Self::AccountRegistrationAttempted(e) => e.user_id.to_string(),
         }
     }
 
@@ -316,7 +332,9 @@ impl DomainEvent {
             Self::PaymentAuthorized(e) | Self::PaymentVoided(e) => Some(e.order_id),
             Self::PaymentDeclined(e) => Some(e.order_id),
             Self::EmailSent(e) | Self::EmailFailed(e) => e.order_id,
-            Self::InventoryAdjusted(_) | Self::InventoryLowStock(_) => None,
+            Self::InventoryAdjusted(_)
+            | Self::InventoryLowStock(_)
+            | Self::AccountRegistrationAttempted(_) => None,
         }
     }
 

@@ -58,6 +58,7 @@ impl WorkQueue {
                 "order.shipped",
                 "order.delivered",
                 "inventory.low_stock",
+                "account.registration_attempted",
             ],
             Self::Projections => &["#"],
         }

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use orion_auth::{Password, Role, hash_password, random_secret, secret_hash, verify_password};
 use orion_domain::Email;
+use orion_domain::events::{DomainEvent, RegistrationAttempted};
 use orion_persistence::credentials;
+use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::users::{self, NewUser, UserRecord};
 use uuid::Uuid;
 
@@ -34,13 +36,15 @@ fn user_response(user: &UserRecord) -> UserResponse {
     }
 }
 
-/// Create a customer account.
+/// Create a customer account. The answer is the same whether or not the email already has an
+/// account, so registration cannot be used to find out who has one: for a taken address nothing
+/// is created (the `id` answered belongs to no account) and the address's owner is told by email.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created", body = UserResponse),
-        (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Registered; sign in with the email and password. The same answer when the email was already taken (its owner is told by email, and the `id` belongs to no account)", body = UserResponse),
         (status = 422, description = "Invalid email, password or name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many sign-ups at once, or the database is unavailable; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn register(
     State(state): State<AppState>,
@@ -49,13 +53,20 @@ pub(crate) async fn register(
     let email = Email::parse(&body.email).map_err(|e| ApiError::field("email", e.to_string()))?;
     let name = crate::routes::display_name("name", &body.name)?;
     let password = Password::parse(&body.password)?;
+    // Hashed in both cases, so that a taken address does not answer sooner.
     let hash = state
         .hashing
         .run(move || hash_password(&password))
         .await??;
-    let mut conn = connection(&state.pool).await?;
-    let user = users::insert_user(
-        &mut conn,
+    let answer = |id: Uuid| UserResponse {
+        id,
+        email: email.as_str().to_owned(),
+        name: name.to_owned(),
+        role: Role::Customer.as_str().to_owned(),
+    };
+    let mut tx = begin(&state.pool).await?;
+    let inserted = users::insert_user(
+        &mut tx,
         &NewUser {
             id: Uuid::now_v7(),
             email: &email,
@@ -64,9 +75,33 @@ pub(crate) async fn register(
             role: Role::Customer.as_str(),
         },
     )
-    .await?;
-    tracing::info!(user.id = %user.id, "account registered");
-    Ok((StatusCode::CREATED, Json(user_response(&user))))
+    .await;
+    match inserted {
+        Ok(user) => {
+            commit(tx).await?;
+            tracing::info!(user.id = %user.id, "account registered");
+            Ok((StatusCode::CREATED, Json(user_response(&user))))
+        }
+        Err(orion_persistence::Error::DuplicateEmail) => {
+            // The failed insert ended the transaction; tell the owner in a new one.
+            drop(tx);
+            let mut tx = begin(&state.pool).await?;
+            let owner = users::find_user_by_email(&mut tx, &email)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal(std::io::Error::other("the taken email has no account"))
+                })?;
+            let attempt = DomainEvent::AccountRegistrationAttempted(RegistrationAttempted {
+                user_id: owner.id,
+            });
+            events::record_event(&mut tx, &attempt, &EventMetadata::default(), crate::now())
+                .await?;
+            commit(tx).await?;
+            tracing::info!(user.id = %owner.id, "registration with a taken email; owner told");
+            Ok((StatusCode::CREATED, Json(answer(Uuid::now_v7()))))
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Exchange email and password for an access token and a refresh token.

@@ -116,7 +116,8 @@ impl EmailHandler {
         Ok(())
     }
 
-    /// Who gets what: the customer for order events, every admin for low-stock alerts.
+    /// Who gets what: the customer for order events, every admin for low-stock alerts, an
+    /// account's owner when someone tries to register with their address.
     async fn compose(
         &self,
         kind: EmailKind,
@@ -146,6 +147,22 @@ impl EmailHandler {
                     }),
                 })
                 .collect());
+        }
+        if let DomainEvent::AccountRegistrationAttempted(attempt) = event {
+            let Some(owner) = users::find_user(&mut conn, attempt.user_id).await? else {
+                return Ok(Vec::new());
+            };
+            // One such email a day at most, however often someone tries the address.
+            let day = crate::now().date();
+            return Ok(vec![Letter {
+                dedupe_key: format!("account_exists:{}:{day}", attempt.user_id),
+                recipient: owner.email,
+                order_id: None,
+                values: json!({
+                    "name": owner.name,
+                    "sign_in_url": format!("{base}/admin"),
+                }),
+            }]);
         }
         let Some(order_id) = event.order_id() else {
             return Ok(Vec::new());

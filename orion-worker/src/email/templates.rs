@@ -17,10 +17,11 @@ pub enum EmailKind {
     OrderShipped,
     OrderDelivered,
     LowStockAlert,
+    AccountExists,
 }
 
 impl EmailKind {
-    pub const ALL: [EmailKind; 7] = [
+    pub const ALL: [EmailKind; 8] = [
         Self::OrderReceived,
         Self::OrderConfirmed,
         Self::OrderFailed,
@@ -28,6 +29,7 @@ impl EmailKind {
         Self::OrderShipped,
         Self::OrderDelivered,
         Self::LowStockAlert,
+        Self::AccountExists,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +41,7 @@ impl EmailKind {
             Self::OrderShipped => "order_shipped",
             Self::OrderDelivered => "order_delivered",
             Self::LowStockAlert => "low_stock_alert",
+            Self::AccountExists => "account_exists",
         }
     }
 
@@ -52,6 +55,7 @@ impl EmailKind {
             "order.shipped" => Self::OrderShipped,
             "order.delivered" => Self::OrderDelivered,
             "inventory.low_stock" => Self::LowStockAlert,
+            "account.registration_attempted" => Self::AccountExists,
             _ => return None,
         })
     }
@@ -71,7 +75,7 @@ macro_rules! templates {
     };
 }
 
-const SOURCES: [(&str, &str); 24] = templates![
+const SOURCES: [(&str, &str); 27] = templates![
     "layout.html",
     "order_lines.html",
     "order_lines.txt",
@@ -96,6 +100,9 @@ const SOURCES: [(&str, &str); 24] = templates![
     "low_stock_alert.subject.txt",
     "low_stock_alert.txt",
     "low_stock_alert.html",
+    "account_exists.subject.txt",
+    "account_exists.txt",
+    "account_exists.html",
 ];
 
 /// The compiled templates.
@@ -156,11 +163,15 @@ mod tests {
     fn every_kind_renders_subject_text_and_html() {
         let templates = Templates::load().unwrap();
         for kind in EmailKind::ALL {
-            let values = if kind == EmailKind::LowStockAlert {
-                json!({"name": "Ada", "sku": "SKU-1", "item_name": "Widget", "available": 2,
-                       "threshold": 5, "admin_url": "http://127.0.0.1:8080/admin"})
-            } else {
-                order_values("Ada")
+            let values = match kind {
+                EmailKind::LowStockAlert => {
+                    json!({"name": "Ada", "sku": "SKU-1", "item_name": "Widget", "available": 2,
+                           "threshold": 5, "admin_url": "http://127.0.0.1:8080/admin"})
+                }
+                EmailKind::AccountExists => {
+                    json!({"name": "Ada", "sign_in_url": "http://127.0.0.1:8080/admin"})
+                }
+                _ => order_values("Ada"),
             };
             let email = templates.render(kind, &values).unwrap();
             assert!(
