@@ -762,3 +762,63 @@ async fn a_replica_too_slow_to_answer_is_a_504_problem_and_draining_turns_readin
     );
     stopping.await.unwrap();
 }
+
+/// The gateway's copy of the API's routes is the API's own: every documented operation has its
+/// route template as its metric label, is public at the edge exactly when the document asks no
+/// credentials of it, and is retried with an `Idempotency-Key` exactly when it takes one.
+#[test]
+fn the_gateway_knows_every_route_of_the_apis_openapi_document() {
+    use axum::http::Method;
+    use orion_gateway::routes::{honours_idempotency_key, is_public, route_label};
+
+    let document = serde_json::to_value(orion_api::openapi()).unwrap();
+    let mut checked = 0;
+    for (template, operations) in document["paths"].as_object().unwrap() {
+        let sample = template
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{sku}", "SKU-1");
+        assert!(
+            !sample.contains('{'),
+            "a parameter the test does not know: {template}"
+        );
+        let label = route_label(&sample);
+        if template.starts_with("/api/") {
+            assert_eq!(label, template, "the metric label of {sample}");
+        } else {
+            assert!(
+                !matches!(label, "other" | "/api/other"),
+                "{template}: {label}"
+            );
+        }
+        for (method, operation) in operations.as_object().unwrap() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let public = operation
+                .get("security")
+                .and_then(Value::as_array)
+                .is_none_or(|requirements| requirements.is_empty());
+            assert_eq!(
+                is_public(&method, &sample),
+                public,
+                "{method} {template} is public in the document: {public}"
+            );
+            let keyed = operation["parameters"]
+                .as_array()
+                .is_some_and(|parameters| {
+                    parameters
+                        .iter()
+                        .any(|p| p["name"].as_str() == Some("Idempotency-Key"))
+                });
+            if method == Method::POST {
+                assert_eq!(
+                    honours_idempotency_key(&sample),
+                    keyed,
+                    "{template} takes an Idempotency-Key: {keyed}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} operations");
+}

@@ -42,7 +42,7 @@ impl Refusal {
 
 /// Routes anyone may call: sign-up and sign-in, the catalog, docs, the admin panel's files,
 /// health. Everything else under `/api` and `/hubs` needs a caller.
-pub(crate) fn is_public(method: &Method, path: &str) -> bool {
+pub fn is_public(method: &Method, path: &str) -> bool {
     if method == Method::OPTIONS {
         // CORS preflights carry no credentials by design.
         return true;

@@ -52,6 +52,7 @@ pub(crate) fn bench_gateway(
     gateway
         .env("ORION_LISTEN", &gateway_address)
         .env("ORION_HTTPS_LISTEN", "off")
+        .env("ORION_OPS_LISTEN", "off")
         .env("ORION_UPSTREAMS", replicas.join(","))
         // Limits on, but far above what one load generator can send.
         .env("ORION_RATE_ANONYMOUS", "100000000/1")

@@ -20,6 +20,8 @@ const API_REPLICAS: [(&str, &str); 2] = [("api-1", "127.0.0.1:8081"), ("api-2", 
 const WORKER: &str = "127.0.0.1:8090";
 const GATEWAY: &str = "127.0.0.1:8080";
 const GATEWAY_HTTPS: &str = "127.0.0.1:8443";
+/// The gateway's operations listener (its default).
+const GATEWAY_OPS: &str = "127.0.0.1:9080";
 
 /// Service URLs: the `ORION_*` variables when set, else the local defaults.
 pub(crate) struct Urls {
@@ -128,6 +130,7 @@ fn print_banner(urls: &Urls) {
          \x20 admin panel    http://{GATEWAY}/admin   (live orders, stock, dead letters)\n\
          \x20 your orders    http://{GATEWAY}/orders  (the customer page emails link to)\n\
          \x20 API docs       http://{GATEWAY}/docs\n\
+         \x20 gateway ops    http://{GATEWAY_OPS}/metrics   (and /health/ready with every replica)\n\
          \x20 orion-api #1   http://{api1}   (health: /health/live, /health/ready)\n\
          \x20 orion-api #2   http://{api2}\n\
          \x20 orion-worker   http://{WORKER}/health/ready\n\
