@@ -7,6 +7,8 @@ mod config;
 mod docs;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hashing;
 mod hub;
 mod metrics;

@@ -33,6 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Balance, Config, Network, RatePolicy};
 
+/// Entry point for the fuzz targets (`fuzz/`). Not an API.
+#[doc(hidden)]
+pub use proxy::fuzzing;
+
 /// The gateway's own copy of what it must know of the API's routes: which are public, which
 /// commands may be retried with an `Idempotency-Key`, and their metric labels. Held to the API's
 /// OpenAPI document by a test, so that a route added to the API cannot be missed here.

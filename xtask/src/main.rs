@@ -12,6 +12,7 @@
 mod bench;
 mod bench_gateway;
 mod bench_saga;
+mod fuzz;
 mod http;
 mod services;
 mod suite;

@@ -240,7 +240,8 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
             "chaos::",
         ])?;
         workspace::run(&mut alone, "cargo test (disruptive)")?;
-        schemathesis(&urls, &mut supervisor)
+        schemathesis(&urls, &mut supervisor)?;
+        crate::fuzz::run_all()
     });
     supervisor.stop_all();
     result?;

@@ -22,18 +22,18 @@ use crate::models::{
 
 const SAVE_ATTEMPTS: usize = 3;
 
-fn parse_sku(raw: &str) -> Result<Sku, ApiError> {
+pub(crate) fn parse_sku(raw: &str) -> Result<Sku, ApiError> {
     Sku::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-fn parse_money(field: &str, body: &MoneyBody) -> Result<Money, ApiError> {
+pub(crate) fn parse_money(field: &str, body: &MoneyBody) -> Result<Money, ApiError> {
     let currency = Currency::parse(&body.currency)
         .map_err(|e| ApiError::field(format!("{field}.currency"), e.to_string()))?;
     Money::new(body.amount, currency)
         .map_err(|e| ApiError::field(format!("{field}.amount"), e.to_string()))
 }
 
-fn parse_count(field: &str, value: i64) -> Result<u32, ApiError> {
+pub(crate) fn parse_count(field: &str, value: i64) -> Result<u32, ApiError> {
     u32::try_from(value)
         .ok()
         .filter(|&n| n <= Quantity::MAX)

@@ -173,7 +173,7 @@ fn ordering_customer(
 }
 
 /// Checks every line and reports every problem at once.
-fn validate_lines(body: &PlaceOrderRequest) -> Result<Vec<(Sku, Quantity)>, ApiError> {
+pub(crate) fn validate_lines(body: &PlaceOrderRequest) -> Result<Vec<(Sku, Quantity)>, ApiError> {
     if body.items.is_empty() || body.items.len() > MAX_LINES {
         return Err(ApiError::field(
             "items",
@@ -220,7 +220,7 @@ fn validate_lines(body: &PlaceOrderRequest) -> Result<Vec<(Sku, Quantity)>, ApiE
     }
 }
 
-fn validate_payment_token(token: Option<&str>) -> Result<Option<&str>, ApiError> {
+pub(crate) fn validate_payment_token(token: Option<&str>) -> Result<Option<&str>, ApiError> {
     match token {
         Some(t) if t.is_empty() || t.len() > 200 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
             Err(ApiError::field(

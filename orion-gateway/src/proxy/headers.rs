@@ -12,7 +12,7 @@ use crate::config::Network;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1). Names made once:
 /// a name given as a string is parsed again at every use.
-const HOP_BY_HOP: [HeaderName; 9] = [
+pub(super) const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -25,13 +25,13 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(super) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Identity headers only the gateway's own checks may assert; a client sending them is ignored.
-const INTERNAL_IDENTITY: [&str; 5] = [
+pub(super) const INTERNAL_IDENTITY: [&str; 5] = [
     "x-user-id",
     "x-user",
     "x-authenticated-user",

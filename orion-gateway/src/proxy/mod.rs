@@ -7,6 +7,8 @@
 mod access_log;
 mod attempt;
 mod body;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod tunnel;
 
