@@ -443,6 +443,9 @@ mod tests {
                 error: Some("refused".into()),
                 ..email
             }),
+            DomainEvent::AccountRegistrationAttempted(RegistrationAttempted {
+                user_id: Uuid::now_v7(),
+            }),
         ]
     }
 
@@ -476,5 +479,9 @@ mod tests {
         );
         assert_eq!(EventType::PaymentVoided.aggregate_type(), "payment");
         assert_eq!(EventType::EmailFailed.aggregate_type(), "email");
+        assert_eq!(
+            EventType::AccountRegistrationAttempted.aggregate_type(),
+            "account"
+        );
     }
 }
