@@ -50,6 +50,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("too many failed sign-ins for this account; retry in {0} s")]
     TooManyAttempts(u64),
+    #[error("another sign-in for this account is being checked; retry in a second")]
+    SignInBusy,
     #[error("this account already has {0} hub connections open; close one first")]
     TooManyConnections(usize),
     #[error("{0}")]
@@ -156,7 +158,7 @@ impl ApiError {
                 "unauthorized",
                 "Authentication required",
             ),
-            Self::TooManyAttempts(_) => (
+            Self::TooManyAttempts(_) | Self::SignInBusy => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too-many-attempts",
                 "Too many attempts",
@@ -224,6 +226,7 @@ impl IntoResponse for ApiError {
         let (status, slug, title) = self.parts();
         let self_retry = match &self {
             Self::TooManyAttempts(seconds) => Some(*seconds),
+            Self::SignInBusy => Some(1),
             _ => None,
         };
         if let Self::Internal(cause) = &self {

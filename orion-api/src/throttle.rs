@@ -1,7 +1,10 @@
 //! Sign-in throttling per account: after a few failed sign-ins for one email, that email is
 //! locked out for a while, doubling with each further failure. Kept in the database, so the
 //! limit holds behind any number of gateways and replicas, and counted for any email, so the
-//! answer tells nothing about which accounts exist.
+//! answer tells nothing about which accounts exist. Attempts for one email are checked one at a
+//! time (a transaction-scoped advisory lock; a second attempt waits up to a second for it, then
+//! is refused),
+//! so parallel guesses cannot all pass the check before the first failure is counted.
 
 use orion_persistence::credentials;
 use sqlx::PgConnection;
@@ -19,17 +22,31 @@ const LONGEST_LOCKOUT: Duration = Duration::minutes(15);
 /// Rows this idle are forgotten.
 const FORGET_AFTER: Duration = Duration::days(1);
 
-/// `429` with `Retry-After` while `email` is locked out.
-pub(crate) async fn check(
-    conn: &mut PgConnection,
+/// A transaction holding `email`'s sign-in lock, once no other sign-in for it is being checked
+/// (waiting up to a second, without holding a connection meanwhile); `429` with `Retry-After`
+/// if none comes, or while the email is locked out.
+pub(crate) async fn begin(
+    pool: &orion_persistence::Pool,
     email: &str,
     now: OffsetDateTime,
-) -> Result<(), ApiError> {
-    match credentials::login_locked_until(conn, email, now).await? {
-        Some(until) => Err(locked_out(until - now)),
-        None => Ok(()),
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
+    for _ in 0..LOCK_TRIES {
+        let mut tx = crate::routes::begin(pool).await?;
+        if credentials::try_lock_login(&mut tx, email).await? {
+            if let Some(until) = credentials::login_locked_until(&mut tx, email, now).await? {
+                return Err(locked_out(until - now));
+            }
+            return Ok(tx);
+        }
+        drop(tx);
+        tokio::time::sleep(LOCK_WAIT).await;
     }
+    Err(ApiError::SignInBusy)
 }
+
+/// How often, and how long apart, a sign-in tries for its account's lock.
+const LOCK_TRIES: u32 = 20;
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Counts a failed sign-in; the failure that reaches the limit starts a lockout.
 pub(crate) async fn failed(

@@ -13,12 +13,16 @@ use sha2::{Digest, Sha256};
 const VERIFIED_TOKENS: usize = 8_192;
 
 /// Who the caller is, as far as the gateway knows: the subject of a valid access token, and a
-/// keyed hash of the API key the request carries (never the key itself). A request may carry
-/// both; the rate limits count it under each.
+/// keyed hash of the API key the API will authenticate the request with (never the key itself).
+/// A request may carry both; the rate limits count it under each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Caller {
     pub(crate) user: Option<uuid::Uuid>,
     pub(crate) key: Option<KeyHash>,
+    /// The request also carries a key the API will not look at (`X-Api-Key` beside an
+    /// `Authorization` header): it is counted against the client's address, and never vouched
+    /// for by an answer that another credential earned.
+    pub(crate) ignored_key: bool,
 }
 
 /// A keyed hash of an API key.
@@ -108,7 +112,8 @@ impl EdgeAuth {
     ) -> Result<Caller, Refusal> {
         let path = uri.path();
         let public = is_public(method, path);
-        let key = api_key(headers).map(|key| keyed_hash(&self.key_salt, key));
+        let (key, ignored_key) = api_key(headers);
+        let key = key.map(|key| keyed_hash(&self.key_salt, key));
         let query_token;
         let token = match bearer(headers) {
             Some(token) => Some(token),
@@ -129,7 +134,11 @@ impl EdgeAuth {
         if !public && user.is_none() && key.is_none() {
             return Err(Refusal::Missing);
         }
-        Ok(Caller { user, key })
+        Ok(Caller {
+            user,
+            key,
+            ignored_key,
+        })
     }
 
     /// The subject of a valid, unexpired token.
@@ -161,13 +170,26 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn api_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim());
+/// The API key the API will authenticate the request with, by the API's own rule (an
+/// `Authorization` header wins; `X-Api-Key` counts only without one), and whether the request
+/// carries another key besides, which the API ignores.
+fn api_key(headers: &HeaderMap) -> (Option<&str>, bool) {
+    let header_key = headers.get("x-api-key");
+    match headers.get(header::AUTHORIZATION) {
+        Some(authorization) => {
+            let key = authorization
+                .to_str()
+                .ok()
+                .and_then(|value| value.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("apikey"))
+                .map(|(_, key)| key.trim());
+            (key, header_key.is_some())
+        }
+        None => (
+            header_key.and_then(|v| v.to_str().ok()).map(str::trim),
+            false,
+        ),
     }
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("apikey").then(|| key.trim())
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
@@ -342,6 +364,7 @@ mod tests {
         let Ok(Caller {
             user: None,
             key: Some(hash),
+            ignored_key: false,
         }) = edge().identify(&Method::GET, &uri, &headers)
         else {
             panic!("an API key caller");
@@ -365,7 +388,23 @@ mod tests {
         let uri: Uri = "/api/orders".parse().unwrap();
         let caller = edge().identify(&Method::GET, &uri, &headers).unwrap();
         assert_eq!(caller.user, Some(user));
-        assert!(caller.key.is_some());
+        // The API authenticates with the token and never looks at the key.
+        assert_eq!(caller.key, None);
+        assert!(caller.ignored_key);
+    }
+
+    #[test]
+    fn the_key_is_the_one_the_api_authenticates_with() {
+        let uri: Uri = "/api/orders".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "ApiKey real".parse().unwrap());
+        headers.insert("x-api-key", "junk".parse().unwrap());
+        let edge = edge();
+        let both = edge.identify(&Method::GET, &uri, &headers).unwrap();
+        headers.remove("x-api-key");
+        let real = edge.identify(&Method::GET, &uri, &headers).unwrap();
+        assert_eq!(both.key, real.key, "Authorization wins, as in the API");
+        assert!(both.ignored_key && !real.ignored_key);
     }
 
     #[test]
@@ -404,7 +443,8 @@ mod tests {
                 edge.identify(&Method::GET, &orders, &headers),
                 Ok(Caller {
                     user: Some(user),
-                    key: None
+                    key: None,
+                    ignored_key: false,
                 })
             );
         }

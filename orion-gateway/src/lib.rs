@@ -163,7 +163,7 @@ pub async fn run_with(
     let http_address = listeners.http.local_addr()?;
     let (hand_tx, mut hand_rx) = tokio::sync::mpsc::unbounded_channel::<workers::Accepted>();
     // One cap over both listeners: a client is one client on either port.
-    let connections = Arc::new(config.http.connections());
+    let connections = Arc::new(config.http.connections(orion_http::PerClient::Default));
     let mut accepting = vec![tokio::spawn(accept(
         listeners.http,
         None,
@@ -347,7 +347,7 @@ async fn accept(
                 tracing::debug!(%peer, reason = why.as_str(), "connection refused");
                 // A TLS client cannot read a plain answer; it is only closed.
                 if tls.is_none() {
-                    orion_http::refuse(tcp, why);
+                    connections.refuse(tcp, why);
                 }
                 continue;
             }

@@ -146,21 +146,22 @@ impl RateLimits {
         vouched: &VouchedKeys,
     ) -> Verdict {
         let client = || Key::Ip(orion_http::client_network(client_ip));
-        let mut counted: [Option<(&Policy, Key)>; 2] = [None, None];
+        let mut counted: [Option<(&Policy, Key)>; 3] = [None, None, None];
         if login {
             counted[0] = Some((&self.login, client()));
         } else {
             counted[0] = caller
                 .user
                 .map(|user| (&self.authenticated, Key::User(user)));
-            counted[1] = match &caller.key {
-                Some(key) if vouched.is_vouched(key) => {
-                    Some((&self.authenticated, Key::Integrator(key.clone())))
-                }
-                Some(_) => Some((&self.anonymous, client())),
-                None if caller.user.is_none() => Some((&self.anonymous, client())),
-                None => None,
-            };
+            let vouched_key = caller.key.as_ref().filter(|key| vouched.is_vouched(key));
+            counted[1] = vouched_key.map(|key| (&self.authenticated, Key::Integrator(key.clone())));
+            // The address counts for anonymous requests and for every key the API has not
+            // vouched for (a made-up one, or one it ignores beside another credential).
+            let unvouched_key = caller.key.is_some() && vouched_key.is_none();
+            let anonymous = caller.user.is_none() && caller.key.is_none();
+            if anonymous || unvouched_key || caller.ignored_key {
+                counted[2] = Some((&self.anonymous, client()));
+            }
         }
         let mut tightest: Option<(&Policy, u32)> = None;
         for (policy, key) in counted.into_iter().flatten() {
@@ -261,6 +262,16 @@ mod tests {
         Caller {
             user,
             key: Some(key.into()),
+            ignored_key: false,
+        }
+    }
+
+    /// A bearer token with an `X-Api-Key` the API ignores.
+    fn with_ignored_key(user: Option<uuid::Uuid>) -> Caller {
+        Caller {
+            user,
+            key: None,
+            ignored_key: true,
         }
     }
 
@@ -297,13 +308,13 @@ mod tests {
             // A new address and a new key each time: only the user's bucket is shared.
             let ip: IpAddr = format!("10.0.0.{n}").parse().unwrap();
             assert!(matches!(
-                limits.check(&with_key(user, &format!("k{n}")), ip, false, &vouched),
+                limits.check(&with_ignored_key(user), ip, false, &vouched),
                 Verdict::Allowed(_)
             ));
         }
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
         assert!(matches!(
-            limits.check(&with_key(user, "k9"), ip, false, &vouched),
+            limits.check(&with_ignored_key(user), ip, false, &vouched),
             Verdict::Refused(_)
         ));
     }
@@ -366,6 +377,7 @@ mod tests {
         let user = Caller {
             user: Some(uuid::Uuid::now_v7()),
             key: None,
+            ignored_key: false,
         };
         assert!(matches!(
             limits.check(&anonymous(), ip, false, &none()),

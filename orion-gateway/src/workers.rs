@@ -195,9 +195,14 @@ impl Serving {
             let gateway = self.gateway.clone();
             let app = self.app.clone();
             let client = client.clone();
+            // Shared with the requests: an upgraded connection leaves hyper, and its tunnel then
+            // holds the connection's place under the caps until it closes.
+            let admitted = Arc::new(admitted);
+            let held = admitted.clone();
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let request = request.map(Body::new);
+                    let mut request = request.map(Body::new);
+                    request.extensions_mut().insert(held.clone());
                     let gateway = gateway.clone();
                     let client = client.clone();
                     let mut app = app.clone();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use crate::client_network;
 
@@ -21,6 +22,9 @@ pub type ConnectionLimits = Caps<IpAddr>;
 pub struct Caps<K> {
     total: usize,
     per_client: usize,
+    /// Refusals being written: bounded, so that a flood past the caps cannot hold sockets
+    /// through its answers either.
+    refusing: Arc<Semaphore>,
     /// The gauge of what is open, and the counter of refusals (by `reason`).
     gauge: &'static str,
     refusals: &'static str,
@@ -85,6 +89,7 @@ impl<K: Hash + Eq + Clone> Caps<K> {
         Caps {
             total,
             per_client: per_key,
+            refusing: Arc::new(Semaphore::new(REFUSALS_AT_ONCE)),
             gauge,
             refusals,
             open: Mutex::new(Open {
@@ -146,27 +151,37 @@ impl<K: Hash + Eq> Drop for Admitted<K> {
     }
 }
 
-/// Answers a plain-HTTP connection over a cap with a `503` problem and closes it, off the accept
-/// loop and within a second (a client that does not read its answer does not hold the task).
-pub fn refuse(mut stream: TcpStream, why: Refused) {
-    let detail = match why {
-        Refused::Total => "the server has too many open connections; retry shortly",
-        Refused::PerClient => "too many open connections from your address; retry shortly",
-    };
-    let body = format!(
-        "{{\"type\":\"urn:orion:problem:too-many-connections\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"{detail}\"}}"
-    );
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            stream.write_all(answer.as_bytes()).await?;
-            stream.shutdown().await
-        })
-        .await;
-    });
+/// Refusals written at once at most; past them a refused connection is closed unanswered.
+const REFUSALS_AT_ONCE: usize = 64;
+
+impl<K> Caps<K> {
+    /// Answers a plain-HTTP connection over a cap with a `503` problem and closes it, off the
+    /// accept loop and within a second (a client that does not read its answer does not hold
+    /// the task); a connection that comes while many refusals are being written is only closed.
+    pub fn refuse(&self, mut stream: TcpStream, why: Refused) {
+        let Ok(permit) = self.refusing.clone().try_acquire_owned() else {
+            return;
+        };
+        let detail = match why {
+            Refused::Total => "the server has too many open connections; retry shortly",
+            Refused::PerClient => "too many open connections from your address; retry shortly",
+        };
+        let body = format!(
+            "{{\"type\":\"urn:orion:problem:too-many-connections\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"{detail}\"}}"
+        );
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                stream.write_all(answer.as_bytes()).await?;
+                stream.shutdown().await
+            })
+            .await;
+        });
+    }
 }
 
 #[cfg(test)]

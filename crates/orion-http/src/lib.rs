@@ -8,8 +8,20 @@ mod serve;
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use connections::{Admitted, Caps, ConnectionLimits, Refused, refuse};
+pub use connections::{Admitted, Caps, ConnectionLimits, Refused};
 pub use serve::serve;
+
+/// Open connections from one client address unless configured, where clients are end users.
+pub const DEFAULT_PER_CLIENT: usize = 1_024;
+
+/// The per-client cap a listener takes when none is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerClient {
+    /// [`DEFAULT_PER_CLIENT`]: the listener faces end users (the gateway).
+    Default,
+    /// As many as in total: the listener's clients are proxies (an API replica).
+    Total,
+}
 
 /// The limits every Orion listener applies to its clients.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,11 +43,12 @@ pub struct HttpLimits {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub http_max_connections: u32,
 
-    /// Open connections at most from one client address (an IPv6 client's /64). A gateway or a
-    /// load balancer in front of a listener is one client.
-    #[arg(long, env = "ORION_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 1_024,
+    /// Open connections at most from one client address (an IPv6 client's /64). Unset: 1024 at
+    /// the gateway; on an API replica, the total (a gateway in front of it is one client, and
+    /// its pools open as many connections as it has requests in flight).
+    #[arg(long, env = "ORION_HTTP_MAX_CONNECTIONS_PER_CLIENT",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub http_max_connections_per_client: u32,
+    pub http_max_connections_per_client: Option<u32>,
 
     /// Concurrent streams on one HTTP/2 connection.
     #[arg(long, env = "ORION_HTTP2_MAX_STREAMS", default_value_t = 128,
@@ -58,12 +71,15 @@ impl HttpLimits {
         Duration::from_millis(self.http_body_timeout_ms)
     }
 
-    /// The connection caps these limits set.
-    pub fn connections(&self) -> ConnectionLimits {
-        ConnectionLimits::new(
-            self.http_max_connections as usize,
-            self.http_max_connections_per_client as usize,
-        )
+    /// The connection caps these limits set; `per_client` unless configured.
+    pub fn connections(&self, per_client: PerClient) -> ConnectionLimits {
+        let total = self.http_max_connections as usize;
+        let per_client = match (self.http_max_connections_per_client, per_client) {
+            (Some(configured), _) => configured as usize,
+            (None, PerClient::Default) => DEFAULT_PER_CLIENT,
+            (None, PerClient::Total) => total,
+        };
+        ConnectionLimits::new(total, per_client)
     }
 
     /// A server-side connection builder (HTTP/1.1 and HTTP/2) with these limits.

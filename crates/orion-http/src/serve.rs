@@ -10,7 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::{HttpLimits, refuse, request_started};
+use crate::{HttpLimits, request_started};
 
 /// Serves `app` on `listener` until `shutdown` completes and the open connections have ended.
 pub async fn serve(
@@ -20,7 +20,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let builder = limits.builder();
-    let connections = Arc::new(limits.connections());
+    // Behind a gateway, the gateway is the one client.
+    let connections = Arc::new(limits.connections(crate::PerClient::Total));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -40,7 +41,7 @@ pub async fn serve(
             Ok(admitted) => admitted,
             Err(why) => {
                 tracing::debug!(%peer, reason = why.as_str(), "connection refused");
-                refuse(stream, why);
+                connections.refuse(stream, why);
                 continue;
             }
         };

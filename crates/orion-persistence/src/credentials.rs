@@ -282,3 +282,16 @@ pub async fn clear_login_failures(
     .await?;
     Ok(())
 }
+
+/// Takes the sign-in lock of `email` until the transaction ends, unless another sign-in holds
+/// it: attempts for one account are checked one at a time across every replica, so that a burst
+/// of parallel guesses cannot all pass the lockout check before any failure is counted.
+pub async fn try_lock_login(conn: &mut PgConnection, email: &str) -> Result<bool> {
+    let locked = sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock(hashtextextended('login:' || $1, 0)) as "locked!""#,
+        email,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(locked)
+}

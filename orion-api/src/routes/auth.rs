@@ -120,12 +120,14 @@ pub(crate) async fn login(
     let refused = || ApiError::Unauthorized("unknown email or wrong password".into());
     let now = crate::now();
     let email = Email::parse(&body.email).ok();
+    // One transaction from the lockout check to the failure counted: it holds the account's
+    // sign-in lock, so parallel guesses are checked one at a time.
+    let mut tx = match &email {
+        Some(email) => throttle::begin(&state.pool, email.as_str(), now).await?,
+        None => begin(&state.pool).await?,
+    };
     let user = match &email {
-        Some(email) => {
-            let mut conn = connection(&state.pool).await?;
-            throttle::check(&mut conn, email.as_str(), now).await?;
-            users::find_user_by_email(&mut conn, email).await?
-        }
+        Some(email) => users::find_user_by_email(&mut tx, email).await?,
         None => None,
     };
     let stored_hash = user
@@ -139,16 +141,16 @@ pub(crate) async fn login(
         .await?;
     let Some(user) = user.filter(|_| valid) else {
         if let Some(email) = &email {
-            throttle::failed(&mut *connection(&state.pool).await?, email.as_str(), now).await?;
+            throttle::failed(&mut tx, email.as_str(), now).await?;
+            commit(tx).await?;
         }
         return Err(refused());
     };
     if let Some(email) = &email {
-        throttle::succeeded(&mut *connection(&state.pool).await?, email.as_str(), now).await?;
+        throttle::succeeded(&mut tx, email.as_str(), now).await?;
     }
     let role = Role::parse(&user.role)
         .ok_or_else(|| ApiError::internal(std::io::Error::other("unknown role")))?;
-    let mut tx = begin(&state.pool).await?;
     let tokens = issue_tokens(&state, &mut tx, user.id, role, Uuid::now_v7()).await?;
     commit(tx).await?;
     Ok(Json(tokens))

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::headers::strip_hop_by_hop;
-use super::tunnel::tunnel;
+use super::tunnel::{ClientUpgrade, tunnel};
 use super::{Gateway, UpstreamClient};
 use crate::edge_auth::KEY_ACCEPTED;
 use crate::problem::problem;
@@ -32,6 +32,26 @@ pub(super) enum Outcome {
         failure: Response<Body>,
         connect: bool,
     },
+    /// The client's own body failed while it streamed to the replica: answered as it is, with
+    /// no blame on the replica and no retry.
+    ClientFailed(Response<Body>),
+}
+
+/// Whether sending failed because of the client's request body (it stalled past the body
+/// timeout, or the client broke it off), not because of the replica.
+fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>()
+            || error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// A 502, 503 or 504 from a replica: it is failing, and another may do better.
@@ -60,6 +80,19 @@ pub(super) async fn send(
             response,
             in_flight,
         },
+        Ok(Err(error)) if client_body_failed(&error) => {
+            // The client's body stalled past the timeout or broke off: the replica is not to
+            // blame, and the request cannot be sent again.
+            let mut failure = problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "the request body stopped arriving",
+            );
+            failure
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Outcome::ClientFailed(failure)
+        }
         Ok(Err(error)) => {
             let connect = error.is_connect();
             tracing::warn!(upstream = %backend.addr, %error, connect, "upstream request failed");
@@ -92,7 +125,7 @@ pub(super) fn respond(
     gateway: &Arc<Gateway>,
     mut response: Response<Incoming>,
     in_flight: InFlight,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
     rate_headers: &[(&'static str, HeaderValue)],
 ) -> Response<Body> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

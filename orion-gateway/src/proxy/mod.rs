@@ -266,7 +266,7 @@ struct Exchange {
     /// May go to a second replica after an answer or a timeout (not only a refused connect).
     replayable_method: bool,
     /// The client's side of a WebSocket upgrade.
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<tunnel::ClientUpgrade>,
 }
 
 impl Exchange {
@@ -280,7 +280,13 @@ impl Exchange {
         trusted_peer: bool,
     ) -> Result<Exchange, Refusal> {
         let websocket = tunnel::is_websocket(request.headers());
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut *request));
+        let client_upgrade = websocket.then(|| tunnel::ClientUpgrade {
+            upgrade: hyper::upgrade::on(&mut *request),
+            admitted: request
+                .extensions()
+                .get::<Arc<orion_http::Admitted>>()
+                .cloned(),
+        });
         let method = request.method().clone();
         let replayable_method = is_replayable(&method, request.uri().path(), request.headers());
         let target = request
@@ -292,6 +298,8 @@ impl Exchange {
             headers::upstream_headers(request.headers(), record, scheme, trusted_peer, websocket);
         let body = std::mem::take(request.body_mut());
         let payload = match body_length(request.headers(), &method) {
+            // Most requests: nothing to read, and no timer to set for it.
+            Some(0) => Payload::Replayable(axum::body::Bytes::new()),
             Some(length) if length <= REPLAYABLE_BODY => {
                 let read = axum::body::to_bytes(body, REPLAYABLE_BODY);
                 match tokio::time::timeout(gateway.body_timeout, read).await {
@@ -379,6 +387,7 @@ impl Exchange {
                     eject(gateway, &backend);
                     (failure, connect)
                 }
+                Outcome::ClientFailed(failure) => return (failure, Some(backend)),
             };
             let retry = tried.len() < MAX_ATTEMPTS
                 && self.payload.is_replayable()

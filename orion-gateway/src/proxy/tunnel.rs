@@ -1,21 +1,31 @@
 //! WebSocket upgrades: bytes copied both ways until either side closes, or the gateway shuts
 //! down.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, header};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
 use crate::upstream::InFlight;
 
+/// The client's side of an upgrade, with its connection's place under the caps.
+pub(super) struct ClientUpgrade {
+    pub(super) upgrade: hyper::upgrade::OnUpgrade,
+    pub(super) admitted: Option<Arc<orion_http::Admitted>>,
+}
+
 /// Copies bytes both ways until either side closes, or the gateway shuts down (then the client
 /// gets a WebSocket close frame, 1001 "going away").
 pub(super) async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
+    client: ClientUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     closing: CancellationToken,
     in_flight: InFlight,
 ) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
+    let ClientUpgrade { upgrade, admitted } = client;
+    let _admitted = admitted;
+    let (client, upstream) = match tokio::try_join!(upgrade, upstream) {
         Ok(both) => both,
         Err(error) => {
             tracing::warn!(%error, "WebSocket upgrade failed");
