@@ -202,7 +202,9 @@ impl Serving {
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let mut request = request.map(Body::new);
-                    request.extensions_mut().insert(held.clone());
+                    if request.headers().contains_key(header::UPGRADE) {
+                        request.extensions_mut().insert(held.clone());
+                    }
                     let gateway = gateway.clone();
                     let client = client.clone();
                     let mut app = app.clone();
