@@ -218,19 +218,8 @@ async fn a_key_cancels_other_customers_orders_only_with_read_and_write(
 ) {
     let api = TestApi::spawn(&options).await;
     let admin = api.token(ADMIN).await;
-    let key = |scopes: Value| {
-        let request = api.post(
-            "/api/admin/api-keys",
-            Some(&admin),
-            &json!({"name": "integrator", "scopes": scopes}),
-        );
-        async move {
-            let created: Value = request.send().await.unwrap().json().await.unwrap();
-            created["key"].as_str().unwrap().to_owned()
-        }
-    };
-    let write_only = key(json!(["orders:write"])).await;
-    let read_write = key(json!(["orders:read", "orders:write"])).await;
+    let write_only = api.api_key(&admin, &["orders:write"]).await;
+    let read_write = api.api_key(&admin, &["orders:read", "orders:write"]).await;
     let (customer_id, _) = api.new_customer().await;
     let placed: Value = api
         .request(Method::POST, "/api/orders")

@@ -58,19 +58,7 @@ async fn made_up_api_keys_count_against_the_client_and_a_real_key_gets_its_own_b
     )
     .await;
     let admin = api.token(ADMIN).await;
-    let created: Value = api
-        .post(
-            "/api/admin/api-keys",
-            Some(&admin),
-            &json!({"name": "sync", "scopes": ["orders:read"]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
+    let key = api.api_key(&admin, &["orders:read"]).await;
     let http = reqwest::Client::new();
     let with_key = || {
         http.get(gateway.url("/api/orders"))

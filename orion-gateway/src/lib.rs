@@ -331,15 +331,7 @@ async fn accept(
     loop {
         let (tcp, peer) = tokio::select! {
             () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Out of file descriptors, usually: give the system a moment.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = orion_http::next_connection(&listener) => accepted,
         };
         let admitted = match connections.admit(peer.ip()) {
             Ok(admitted) => admitted,

@@ -160,6 +160,23 @@ impl TestApi {
         Customer { id, email, token }
     }
 
+    /// A new API key with `scopes`, created by the admin whose token is `admin`.
+    pub(crate) async fn api_key(&self, admin: &str, scopes: &[&str]) -> String {
+        let created: Value = self
+            .post(
+                "/api/admin/api-keys",
+                Some(admin),
+                &json!({"name": "integrator", "scopes": scopes}),
+            )
+            .send()
+            .await
+            .expect("create an API key")
+            .json()
+            .await
+            .expect("API key json");
+        created["key"].as_str().expect("the key").to_owned()
+    }
+
     /// GETs `path` with `token`, expecting 200, and returns the JSON body.
     pub(crate) async fn get_json(&self, path: &str, token: &str) -> Value {
         let response = self.get(path, Some(token)).send().await.expect("GET");

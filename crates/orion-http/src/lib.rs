@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use connections::{Admitted, Caps, ConnectionLimits, Refused};
-pub use serve::serve;
+pub use serve::{next_connection, serve};
 
 /// Open connections from one client address unless configured, where clients are end users.
 pub const DEFAULT_PER_CLIENT: usize = 1_024;
