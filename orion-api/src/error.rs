@@ -354,14 +354,9 @@ impl From<JsonRejection> for ApiError {
 
 /// Whether reading the body failed because the client sent it too slowly.
 fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    orion_http::any_cause(error, |cause| {
+        cause.is::<tower_http::timeout::TimeoutError>()
+    })
 }
 
 impl From<PathRejection> for ApiError {

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use orion_auth::{Principal, Role, Scope, secret_hash};
+use orion_auth::{Credential, Principal, Role, Scope, secret_hash};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -42,31 +42,15 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let authorization = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or_default());
-        let api_key_header = parts
-            .headers
-            .get("x-api-key")
-            .map(|v| v.to_str().unwrap_or_default());
-        let principal = match (authorization, api_key_header) {
-            (Some(value), _) => match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    bearer(state, token.trim())?
-                }
-                Some((scheme, key)) if scheme.eq_ignore_ascii_case("apikey") => {
-                    api_key(state, key.trim()).await?
-                }
-                _ => {
-                    return Err(ApiError::Unauthorized(
-                        "the Authorization header must be `Bearer <token>` or `ApiKey <key>`"
-                            .into(),
-                    ));
-                }
-            },
-            (None, Some(key)) => api_key(state, key.trim()).await?,
-            (None, None) => {
+        let principal = match presented(&parts.headers) {
+            Credential::Bearer(token) => bearer(state, token)?,
+            Credential::ApiKey(key) => api_key(state, key).await?,
+            Credential::Unsupported => {
+                return Err(ApiError::Unauthorized(
+                    "the Authorization header must be `Bearer <token>` or `ApiKey <key>`".into(),
+                ));
+            }
+            Credential::None => {
                 return Err(ApiError::Unauthorized(
                     "this endpoint needs an access token or an API key".into(),
                 ));
@@ -88,18 +72,17 @@ pub(crate) struct KeyAccepted(Arc<AtomicBool>);
 /// The answer header that tells the gateway an API key is valid: the gateway rate-limits a key
 /// on its own only once the API has vouched for it (a made-up key counts against its client's
 /// address), and takes the header off before the client sees it.
-const KEY_ACCEPTED: HeaderName = HeaderName::from_static("x-orion-api-key");
+const KEY_ACCEPTED: HeaderName = HeaderName::from_static(orion_auth::KEY_ACCEPTED_HEADER);
+
+/// The credential the request presents, by the rule the gateway follows too.
+fn presented(headers: &HeaderMap) -> Credential<'_> {
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or_default());
+    Credential::of(text(AUTHORIZATION.as_str()), text("x-api-key"))
+}
 
 /// Marks the answer to a request that an API key authenticated.
 pub(crate) async fn mark_key_accepted(mut request: Request, next: Next) -> Response {
-    let carries_key = request.headers().contains_key("x-api-key")
-        || request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.get(..7))
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("apikey "));
-    if !carries_key {
+    if !matches!(presented(request.headers()), Credential::ApiKey(_)) {
         return next.run(request).await;
     }
     let accepted = KeyAccepted::default();

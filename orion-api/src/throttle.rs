@@ -3,8 +3,7 @@
 //! limit holds behind any number of gateways and replicas, and counted for any email, so the
 //! answer tells nothing about which accounts exist. Attempts for one email are checked one at a
 //! time (a transaction-scoped advisory lock; a second attempt waits up to a second for it, then
-//! is refused),
-//! so parallel guesses cannot all pass the check before the first failure is counted.
+//! is refused), so parallel guesses cannot all pass the check before the first failure counts.
 
 use orion_persistence::credentials;
 use sqlx::PgConnection;

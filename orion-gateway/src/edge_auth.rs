@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, Uri, header};
-use orion_auth::TokenKeys;
+use orion_auth::{Credential, TokenKeys};
 use sha2::{Digest, Sha256};
 
 /// Verified access tokens remembered at most; a few megabytes when full.
@@ -112,17 +112,29 @@ impl EdgeAuth {
     ) -> Result<Caller, Refusal> {
         let path = uri.path();
         let public = is_public(method, path);
-        let (key, ignored_key) = api_key(headers);
-        let key = key.map(|key| keyed_hash(&self.key_salt, key));
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default());
+        let x_api_key = headers
+            .get("x-api-key")
+            .map(|v| v.to_str().unwrap_or_default());
+        // The API reads the headers by the same rule: the key counted is the key it checks.
+        let credential = Credential::of(authorization, x_api_key);
+        let key = match credential {
+            Credential::ApiKey(key) => Some(keyed_hash(&self.key_salt, key)),
+            _ => None,
+        };
+        // An `X-Api-Key` beside an `Authorization` header is one the API never looks at.
+        let ignored_key = authorization.is_some() && x_api_key.is_some();
         let query_token;
-        let token = match bearer(headers) {
-            Some(token) => Some(token),
+        let token = match credential {
+            Credential::Bearer(token) => Some(token),
             // Browsers cannot set headers on a WebSocket; hubs accept the token in the query.
-            None if path.starts_with("/hubs/") => {
+            _ if path.starts_with("/hubs/") => {
                 query_token = query_param(uri, "access_token");
                 query_token.as_deref()
             }
-            None => None,
+            _ => None,
         };
         let user = match token.map(|token| self.verify(token)) {
             Some(Some(sub)) => Some(sub),
@@ -161,34 +173,6 @@ impl EdgeAuth {
             },
         );
         Some(claims.sub)
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The API key the API will authenticate the request with, by the API's own rule (an
-/// `Authorization` header wins; `X-Api-Key` counts only without one), and whether the request
-/// carries another key besides, which the API ignores.
-fn api_key(headers: &HeaderMap) -> (Option<&str>, bool) {
-    let header_key = headers.get("x-api-key");
-    match headers.get(header::AUTHORIZATION) {
-        Some(authorization) => {
-            let key = authorization
-                .to_str()
-                .ok()
-                .and_then(|value| value.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("apikey"))
-                .map(|(_, key)| key.trim());
-            (key, header_key.is_some())
-        }
-        None => (
-            header_key.and_then(|v| v.to_str().ok()).map(str::trim),
-            false,
-        ),
     }
 }
 
@@ -249,7 +233,7 @@ pub(crate) struct VouchedKeys {
 
 /// The API's answer header naming a request it authenticated with an API key. Internal: the
 /// gateway takes it off the answer.
-pub(crate) const KEY_ACCEPTED: &str = "x-orion-api-key";
+pub(crate) const KEY_ACCEPTED: &str = orion_auth::KEY_ACCEPTED_HEADER;
 
 impl std::fmt::Debug for VouchedKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

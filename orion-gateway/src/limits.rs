@@ -1,7 +1,8 @@
 //! Rate limits (GCRA, from tower-governor's configuration and limiter): per client address for
 //! anonymous calls with a tighter policy on login and registration, per user and per vouched
-//! API key for authenticated ones (a request with both counts under both). A refusal is a 429 problem with `Retry-After` and the IETF `RateLimit`
-//! headers; every answer carries `RateLimit-Policy` and `RateLimit`.
+//! API key for authenticated ones (a request with both counts under both). A refusal is a 429
+//! problem with `Retry-After` and the IETF `RateLimit` headers; every answer carries
+//! `RateLimit-Policy` and `RateLimit`.
 
 use std::hash::Hash;
 use std::net::IpAddr;

@@ -1,17 +1,23 @@
 //! Authentication primitives shared by Orion's processes: passwords (argon2id), access tokens
 //! (HS256 JWTs), opaque secrets for refresh tokens and API keys, roles, scopes and principals.
 
+mod credential;
 mod hs256;
 mod password;
 mod principal;
 mod token;
 
+pub use credential::Credential;
 pub use password::{HASH_MEMORY_KIB, Password, hash_password, verify_password};
 pub use principal::{Principal, Role, Scope};
 pub use token::{
     AUDIENCE, AccessClaims, ISSUER, IssuedToken, LEEWAY_SECONDS, TokenKeys, constant_time_eq,
     random_secret, secret_hash,
 };
+
+/// The answer header by which the API tells the gateway that it authenticated a request with an
+/// API key (so the key exists); the gateway takes it off before the client sees the answer.
+pub const KEY_ACCEPTED_HEADER: &str = "x-orion-api-key";
 
 /// The one error of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

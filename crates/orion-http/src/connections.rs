@@ -127,19 +127,11 @@ impl<K: Hash + Eq + Clone> Caps<K> {
         metrics::counter!(self.refusals, "reason" => why.as_str()).increment(1);
         why
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open<K>> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl<K: Hash + Eq> Drop for Admitted<K> {
     fn drop(&mut self) {
-        let mut open = self
-            .limits
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.limits.lock();
         open.total = open.total.saturating_sub(1);
         if let Some(count) = open.by_client.get_mut(&self.client) {
             *count -= 1;
@@ -155,6 +147,10 @@ impl<K: Hash + Eq> Drop for Admitted<K> {
 const REFUSALS_AT_ONCE: usize = 64;
 
 impl<K> Caps<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open<K>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Answers a plain-HTTP connection over a cap with a `503` problem and closes it, off the
     /// accept loop and within a second (a client that does not read its answer does not hold
     /// the task); a connection that comes while many refusals are being written is only closed.

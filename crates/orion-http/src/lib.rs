@@ -127,6 +127,22 @@ pub async fn request_started(stream: &tokio::net::TcpStream, within: Duration) -
     tokio::time::timeout(within, sniff).await.unwrap_or(false)
 }
 
+/// Whether `error` or any error in its chain of sources passes `test`: what a failed body read
+/// or a failed upstream exchange was caused by (a body timeout, a client that broke off).
+pub fn any_cause(
+    error: &(dyn std::error::Error + 'static),
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if test(error) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// The address a client is counted under: its IPv4 address, or the /64 network of its IPv6
 /// address (one subscriber's allocation, which a client can cycle through at will). An IPv4
 /// address mapped into IPv6 counts as the IPv4 address.

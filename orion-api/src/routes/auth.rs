@@ -58,12 +58,6 @@ pub(crate) async fn register(
         .hashing
         .run(move || hash_password(&password))
         .await??;
-    let answer = |id: Uuid| UserResponse {
-        id,
-        email: email.as_str().to_owned(),
-        name: name.to_owned(),
-        role: Role::Customer.as_str().to_owned(),
-    };
     let mut tx = begin(&state.pool).await?;
     let inserted = users::insert_user(
         &mut tx,
@@ -98,7 +92,14 @@ pub(crate) async fn register(
                 .await?;
             commit(tx).await?;
             tracing::info!(user.id = %owner.id, "registration with a taken email; owner told");
-            Ok((StatusCode::CREATED, Json(answer(Uuid::now_v7()))))
+            // The shape a new account gets, with an id that belongs to no account.
+            let answer = UserResponse {
+                id: Uuid::now_v7(),
+                email: email.as_str().to_owned(),
+                name: name.to_owned(),
+                role: Role::Customer.as_str().to_owned(),
+            };
+            Ok((StatusCode::CREATED, Json(answer)))
         }
         Err(other) => Err(other.into()),
     }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::headers::strip_hop_by_hop;
 use super::tunnel::{ClientUpgrade, tunnel};
-use super::{Gateway, UpstreamClient};
+use super::{Gateway, UpstreamClient, body_timed_out};
 use crate::edge_auth::KEY_ACCEPTED;
 use crate::problem::problem;
 use crate::upstream::{Backend, InFlight};
@@ -40,18 +40,12 @@ pub(super) enum Outcome {
 /// Whether sending failed because of the client's request body (it stalled past the body
 /// timeout, or the client broke it off), not because of the replica.
 fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<tower_http::timeout::TimeoutError>()
-            || error
+    orion_http::any_cause(error, |cause| {
+        cause.is::<tower_http::timeout::TimeoutError>()
+            || cause
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_user)
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    })
 }
 
 /// A 502, 503 or 504 from a replica: it is failing, and another may do better.
@@ -83,15 +77,7 @@ pub(super) async fn send(
         Ok(Err(error)) if client_body_failed(&error) => {
             // The client's body stalled past the timeout or broke off: the replica is not to
             // blame, and the request cannot be sent again.
-            let mut failure = problem(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                "the request body stopped arriving",
-            );
-            failure
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Outcome::ClientFailed(failure)
+            Outcome::ClientFailed(body_timed_out("the request body stopped arriving"))
         }
         Ok(Err(error)) => {
             let connect = error.is_connect();

@@ -311,7 +311,12 @@ impl Exchange {
                             format!("cannot read the request body: {error}"),
                         )));
                     }
-                    Err(_) => return Err(Box::new(body_timed_out(gateway.body_timeout))),
+                    Err(_) => {
+                        return Err(Box::new(body_timed_out(format!(
+                            "the request body did not arrive within {} ms",
+                            gateway.body_timeout.as_millis()
+                        ))));
+                    }
                 }
             }
             // A body too large to keep streams through, with the same bound between its chunks.
@@ -418,16 +423,10 @@ impl Exchange {
     }
 }
 
-/// A body that did not arrive within the body timeout.
-fn body_timed_out(timeout: Duration) -> Response<Body> {
-    let mut response = problem(
-        StatusCode::REQUEST_TIMEOUT,
-        "body-timeout",
-        format!(
-            "the request body did not arrive within {} ms",
-            timeout.as_millis()
-        ),
-    );
+/// A `408` for a body that did not arrive in time; the connection closes after it, since the
+/// rest of the body may still be on its way.
+fn body_timed_out(detail: impl Into<String>) -> Response<Body> {
+    let mut response = problem(StatusCode::REQUEST_TIMEOUT, "body-timeout", detail);
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
