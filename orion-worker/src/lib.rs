@@ -127,6 +127,12 @@ pub struct Config {
     #[arg(long, env = "ORION_FAULT_INJECTION", default_value_t = false)]
     pub fault_injection: bool,
 
+    /// Most messages a consumer hands its handler at once when a backlog waits (the saga, email
+    /// and projections each handle a batch in a couple of transactions); 1 handles one by one.
+    #[arg(long, env = "ORION_WORKER_BATCH", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch: u16,
+
     /// Unacknowledged messages the broker may send ahead to each consumer.
     #[arg(long, env = "ORION_WORKER_PREFETCH", default_value_t = 32,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -200,6 +206,7 @@ pub async fn run(
     let settings = ConsumerSettings {
         prefetch: config.prefetch,
         concurrency: usize::try_from(config.concurrency).unwrap_or(8),
+        batch: usize::from(config.batch),
         fault_injection: config.fault_injection,
         ..ConsumerSettings::default()
     };
@@ -240,33 +247,18 @@ pub async fn run(
             .map_err(|error| Error::Config(error.to_string()))?;
         tasks.spawn(management.keep(topology.policies(), stopping()));
     }
-    let handler = saga.clone();
-    tasks.spawn(consumer(WorkQueue::Saga, settings.clone()).run(
-        move |envelope| {
-            let handler = handler.clone();
-            async move { handler.handle(envelope).await }
-        },
-        stopping(),
-    ));
+    tasks.spawn(consumer(WorkQueue::Saga, settings.clone()).run(saga.clone(), stopping()));
     // An email's handler may wait out an outage to record a send the SMTP server already took.
+    // One batch at a time, as large as the concurrency: every email of a batch is sent at once,
+    // so the emails in flight (those a killed worker leaves unknown) stay at the concurrency.
     let email_settings = ConsumerSettings {
         handler_timeout: email::HANDLER_TIMEOUT,
+        concurrency: 1,
+        batch: settings.concurrency.min(settings.batch),
         ..settings.clone()
     };
-    tasks.spawn(consumer(WorkQueue::Email, email_settings).run(
-        move |envelope| {
-            let handler = email.clone();
-            async move { handler.handle(envelope).await }
-        },
-        stopping(),
-    ));
-    tasks.spawn(consumer(WorkQueue::Projections, settings.clone()).run(
-        move |envelope| {
-            let handler = projections.clone();
-            async move { handler.handle(envelope).await }
-        },
-        stopping(),
-    ));
+    tasks.spawn(consumer(WorkQueue::Email, email_settings).run(email, stopping()));
+    tasks.spawn(consumer(WorkQueue::Projections, settings.clone()).run(projections, stopping()));
     tasks.spawn(
         DeadLetterKeeper::new(broker.clone(), topology.clone(), pool.clone()).run(stopping()),
     );

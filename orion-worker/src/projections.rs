@@ -6,8 +6,10 @@
 //! by hand, written by an older version) is re-projected. It is idempotent by construction: the
 //! view only ever moves to a newer version.
 
+use std::future::Future;
+
 use orion_domain::OrderId;
-use orion_messaging::{Envelope, HandlerError};
+use orion_messaging::{Envelope, Handler, HandlerError};
 use orion_persistence::{Pool, orders, read_models};
 use uuid::Uuid;
 
@@ -24,19 +26,58 @@ impl ProjectionsHandler {
         Self { pool }
     }
 
-    pub async fn handle(&self, envelope: Envelope) -> Result<(), HandlerError> {
-        if !envelope.kind.starts_with("order.") {
+    pub async fn handle_one(&self, envelope: Envelope) -> Result<(), HandlerError> {
+        let Some(id) = order_of(&envelope)? else {
             return Ok(());
-        }
-        let Ok(id) = envelope.subject.parse::<Uuid>() else {
-            return Err(HandlerError::Permanent(format!(
-                "{} event without an order id subject: {:?}",
-                envelope.kind, envelope.subject
-            )));
         };
         self.catch_up(OrderId::from_uuid(id))
             .await
             .map_err(Error::into_handler_error)
+    }
+
+    /// A batch: one statement finds the views that have not caught up (almost always none);
+    /// only those are looked at one by one.
+    pub async fn handle_many(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> Option<Vec<Result<(), HandlerError>>> {
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        let mut orders = Vec::new();
+        for envelope in &envelopes {
+            match order_of(envelope) {
+                Ok(Some(id)) => {
+                    orders.push(id);
+                    outcomes.push(Ok(()));
+                }
+                Ok(None) => outcomes.push(Ok(())),
+                Err(error) => outcomes.push(Err(error)),
+            }
+        }
+        if orders.is_empty() {
+            return Some(outcomes);
+        }
+        let behind = async {
+            let mut conn = self.pool.acquire().await?;
+            read_models::views_not_caught_up(&mut conn, &orders).await
+        }
+        .await
+        .ok()?;
+        for order_id in behind {
+            let caught_up = self
+                .catch_up(OrderId::from_uuid(order_id))
+                .await
+                .map_err(Error::into_handler_error);
+            if let Err(error) = caught_up {
+                // Every message about this order fails alike.
+                let text = error.to_string();
+                for (envelope, outcome) in envelopes.iter().zip(outcomes.iter_mut()) {
+                    if order_of(envelope).ok().flatten() == Some(order_id) {
+                        *outcome = Err(HandlerError::Retryable(text.clone()));
+                    }
+                }
+            }
+        }
+        Some(outcomes)
     }
 
     async fn catch_up(&self, order_id: OrderId) -> Result<()> {
@@ -59,4 +100,32 @@ impl ProjectionsHandler {
         tracing::warn!(order.id = %order_id, "order view was behind its order; re-projected");
         Ok(())
     }
+}
+
+impl Handler for ProjectionsHandler {
+    const BATCHES: bool = true;
+
+    fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.handle_one(envelope)
+    }
+
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> impl Future<Output = Option<Vec<Result<(), HandlerError>>>> + Send {
+        self.handle_many(envelopes)
+    }
+}
+
+/// The order an event is about, `None` for an event that is not an order's.
+fn order_of(envelope: &Envelope) -> Result<Option<Uuid>, HandlerError> {
+    if !envelope.kind.starts_with("order.") {
+        return Ok(None);
+    }
+    envelope.subject.parse::<Uuid>().map(Some).map_err(|_| {
+        HandlerError::Permanent(format!(
+            "{} event without an order id subject: {:?}",
+            envelope.kind, envelope.subject
+        ))
+    })
 }

@@ -17,6 +17,7 @@
 //! `payment_attempts` calls unanswered fails the order with `timeout`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use orion_domain::{
     DomainEvent, Order, OrderId, OrderSaga, OrderStatus, PaymentDecision, PaymentProvider,
     PaymentRequest, SagaCommand, SagaDeadlines, SagaEvent, SagaStep, StockLine, idempotency_key,
 };
-use orion_messaging::{Envelope, HandlerError};
+use orion_messaging::{Envelope, Handler, HandlerError};
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::inventory::{self, StockLevel};
 use orion_persistence::payments::{self, Payment, PaymentStatus};
@@ -140,45 +141,173 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
     }
 
     /// Handles one message of the `orion.saga` queue.
-    pub async fn handle(&self, envelope: Envelope) -> Result<(), HandlerError> {
-        if !matches!(
-            envelope.kind.as_str(),
-            "order.placed" | "order.cancelled" | "order.shipped" | "order.delivered"
-        ) {
-            // Not the saga's business (the queue may carry bindings from an older version).
+    pub async fn handle_one(&self, envelope: Envelope) -> Result<(), HandlerError> {
+        let Some(message) = SagaMessage::read(&envelope)? else {
             return Ok(());
-        }
-        let order_id = envelope
-            .subject
-            .parse::<Uuid>()
-            .map(OrderId::from_uuid)
-            .map_err(|_| {
-                HandlerError::Permanent(format!(
-                    "{} event without an order id subject: {:?}",
-                    envelope.kind, envelope.subject
-                ))
-            })?;
-        let metadata = EventMetadata {
-            correlation_id: envelope.correlation_id.or(Some(order_id.as_uuid())),
-            causation_id: Some(envelope.id),
-            traceparent: envelope.traceparent.clone(),
         };
         let payment_due = self
-            .handle_message(order_id, envelope.id, &metadata)
+            .handle_message(message.order_id, message.id, &message.metadata)
             .await
             .map_err(Error::into_handler_error)?;
         if let Some(request) = payment_due {
-            self.pay(request, &metadata)
+            self.pay(request, &message.metadata)
                 .await
                 .map_err(Error::into_handler_error)?;
         }
         Ok(())
     }
 
+    /// Handles messages of the `orion.saga` queue together, in two transactions whatever their
+    /// number: one advances every saga (reservations included) up to its payment step, then the
+    /// provider is asked for every payment owed, at once, and one more records every answer
+    /// (confirmations included). `None` when either transaction fails: the consumer then hands
+    /// each message to [`Self::handle_one`], which finds in the inbox what the first one did.
+    pub async fn handle_many(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> Option<Vec<Result<(), HandlerError>>> {
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        let mut messages = Vec::new();
+        for envelope in &envelopes {
+            match SagaMessage::read(envelope) {
+                Ok(Some(message)) => {
+                    messages.push(message);
+                    outcomes.push(Ok(()));
+                }
+                Ok(None) => outcomes.push(Ok(())),
+                Err(error) => outcomes.push(Err(error)),
+            }
+        }
+        // Row locks in one fixed order (sagas and orders by order id, stock by SKU), so that two
+        // batches wait for each other instead of deadlocking.
+        messages.sort_by_key(|m| m.order_id.as_uuid());
+        let messages = Arc::new(messages);
+        let advanced = self.with_retries("a batch of saga messages", |shell, tx| {
+            let messages = messages.clone();
+            Box::pin(async move {
+                let order_ids: Vec<OrderId> = messages.iter().map(|m| m.order_id).collect();
+                inventory::lock_items_of_orders(tx, &order_ids).await?;
+                let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+                let fresh = inbox::record_messages(tx, CONSUMER, &ids).await?;
+                let mut owed = Vec::new();
+                for message in messages.iter() {
+                    let saga = if fresh.contains(&message.id) {
+                        Some(
+                            shell
+                                .advance(
+                                    tx,
+                                    message.order_id,
+                                    Trigger::OrderEvent,
+                                    &message.metadata,
+                                    now(),
+                                )
+                                .await?,
+                        )
+                    } else {
+                        sagas::find_saga(tx, message.order_id).await?
+                    };
+                    if let Some(saga) = saga
+                        && let Some(request) = payment_due(tx, &saga).await?
+                        && !owed
+                            .iter()
+                            .any(|(r, _): &(PaymentRequest, _)| r.order_id == request.order_id)
+                    {
+                        owed.push((request, message.metadata.clone()));
+                    }
+                }
+                Ok(owed)
+            })
+        });
+        let owed = match advanced.await {
+            Ok(owed) => owed,
+            Err(error) => {
+                tracing::debug!(%error, "saga batch failed; one by one");
+                return None;
+            }
+        };
+        if !owed.is_empty() {
+            let answers = futures_util::future::join_all(
+                owed.iter().map(|(request, _)| self.answer(request)),
+            )
+            .await;
+            let owed = Arc::new(owed);
+            let answers = Arc::new(answers);
+            let recorded = self.with_retries("a batch of payment answers", |shell, tx| {
+                let owed = owed.clone();
+                let answers = answers.clone();
+                Box::pin(async move {
+                    // An answer other than an authorization gives stock back: those orders'
+                    // items are locked up front, in SKU order, like the reservations were.
+                    let releasing: Vec<OrderId> = owed
+                        .iter()
+                        .zip(answers.iter())
+                        .filter(|(_, (reply, _))| *reply != SagaEvent::PaymentAuthorized)
+                        .map(|((request, _), _)| request.order_id)
+                        .collect();
+                    if !releasing.is_empty() {
+                        inventory::lock_items_of_orders(tx, &releasing).await?;
+                    }
+                    for ((request, metadata), (reply, payment)) in owed.iter().zip(answers.iter()) {
+                        shell
+                            .record_answer(tx, request.order_id, *reply, payment.as_ref(), metadata)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+            if let Err(error) = recorded.await {
+                tracing::debug!(%error, "payment answers of a batch not recorded; one by one");
+                return None;
+            }
+        }
+        Some(outcomes)
+    }
+
     /// The payment step: asks the provider for the order's authorization and feeds its answer to
     /// the saga, or tells the saga the provider did not answer.
     async fn pay(&self, request: PaymentRequest, metadata: &EventMetadata) -> Result<()> {
-        let decision = self.ask_provider(&request).await;
+        let (reply, payment) = self.answer(&request).await;
+        self.with_retries("a payment answer", |shell, tx| {
+            let payment = payment.clone();
+            let metadata = metadata.clone();
+            Box::pin(async move {
+                shell
+                    .record_answer(tx, request.order_id, reply, payment.as_ref(), &metadata)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Records the provider's answer (if it gave one) and feeds it to the saga, in the caller's
+    /// transaction.
+    async fn record_answer(
+        &self,
+        tx: &mut PgConnection,
+        order_id: OrderId,
+        reply: SagaEvent,
+        payment: Option<&Payment>,
+        metadata: &EventMetadata,
+    ) -> Result<()> {
+        let now = now();
+        // The saga's lock first, as on every path: the payment row's foreign key locks the
+        // order, and the sweeper holds a saga while it waits for its order.
+        sagas::lock_saga(tx, order_id).await?;
+        if let Some(payment) = payment {
+            // A second copy of the answer (another delivery asked too) records nothing new; the
+            // saga still hears it and ignores it, or voids a late authorization.
+            if payments::record_payment(tx, payment).await? {
+                events::record_event(tx, &payment_event(payment), metadata, now).await?;
+            }
+        }
+        self.advance(tx, order_id, Trigger::Payment(reply), metadata, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// The provider's answer to a request as the saga hears it, and the payment to record.
+    async fn answer(&self, request: &PaymentRequest) -> (SagaEvent, Option<Payment>) {
+        let decision = self.ask_provider(request).await;
         let reply = match &decision {
             Some(PaymentDecision::Authorized { .. }) => SagaEvent::PaymentAuthorized,
             Some(PaymentDecision::Declined { .. }) => SagaEvent::PaymentDeclined,
@@ -202,34 +331,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 PaymentDecision::Authorized { .. } => None,
             },
         });
-        self.with_retries(request.order_id, |shell, tx| {
-            let payment = payment.clone();
-            let metadata = metadata.clone();
-            Box::pin(async move {
-                let now = now();
-                // The saga's lock first, as on every path: the payment row's foreign key locks
-                // the order, and the sweeper holds a saga while it waits for its order.
-                sagas::lock_saga(tx, request.order_id).await?;
-                if let Some(payment) = &payment {
-                    // A second copy of the answer (another delivery asked too) records nothing
-                    // new; the saga still hears it and ignores it, or voids a late authorization.
-                    if payments::record_payment(tx, payment).await? {
-                        events::record_event(tx, &payment_event(payment), &metadata, now).await?;
-                    }
-                }
-                shell
-                    .advance(
-                        tx,
-                        request.order_id,
-                        Trigger::Payment(reply),
-                        &metadata,
-                        now,
-                    )
-                    .await
-            })
-        })
-        .await
-        .map(|_| ())
+        (reply, payment)
     }
 
     /// The provider's answer for the request's key: what it already decided if it ever got the
@@ -334,7 +436,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         message_id: Uuid,
         metadata: &EventMetadata,
     ) -> Result<Option<PaymentRequest>> {
-        self.with_retries(order_id, |shell, tx| {
+        self.with_retries("a saga message", |shell, tx| {
             let metadata = metadata.clone();
             Box::pin(async move {
                 let saga = if inbox::record_message(tx, CONSUMER, message_id).await? {
@@ -356,8 +458,9 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         .await
     }
 
-    /// Runs `work` in a transaction, again when it lost a race with another transaction.
-    async fn with_retries<T, F>(&self, order_id: OrderId, work: F) -> Result<T>
+    /// Runs `work` (described by `what`) in a transaction, again when it lost a race with another
+    /// transaction.
+    async fn with_retries<T, F>(&self, what: &str, work: F) -> Result<T>
     where
         F: for<'a> Fn(
             &'a Self,
@@ -375,7 +478,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                     return Ok(value);
                 }
                 Err(error) if error.is_race() && attempt < ATTEMPTS => {
-                    tracing::debug!(order.id = %order_id, attempt, %error, "saga transaction lost a race; again");
+                    tracing::debug!(what, attempt, %error, "saga transaction lost a race; again");
                     attempt += 1;
                 }
                 Err(error) => return Err(error),
@@ -472,6 +575,60 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 .increment(1);
         }
         Ok(saga)
+    }
+}
+
+impl<P: PaymentProvider + 'static> Handler for SagaShell<P> {
+    const BATCHES: bool = true;
+
+    fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.handle_one(envelope)
+    }
+
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> impl Future<Output = Option<Vec<Result<(), HandlerError>>>> + Send {
+        self.handle_many(envelopes)
+    }
+}
+
+/// A message of the saga queue, read.
+struct SagaMessage {
+    id: Uuid,
+    order_id: OrderId,
+    metadata: EventMetadata,
+}
+
+impl SagaMessage {
+    /// `None` for an event that is not the saga's business (the queue may carry bindings from an
+    /// older version).
+    fn read(envelope: &Envelope) -> Result<Option<Self>, HandlerError> {
+        if !matches!(
+            envelope.kind.as_str(),
+            "order.placed" | "order.cancelled" | "order.shipped" | "order.delivered"
+        ) {
+            return Ok(None);
+        }
+        let order_id = envelope
+            .subject
+            .parse::<Uuid>()
+            .map(OrderId::from_uuid)
+            .map_err(|_| {
+                HandlerError::Permanent(format!(
+                    "{} event without an order id subject: {:?}",
+                    envelope.kind, envelope.subject
+                ))
+            })?;
+        Ok(Some(Self {
+            id: envelope.id,
+            order_id,
+            metadata: EventMetadata {
+                correlation_id: envelope.correlation_id.or(Some(order_id.as_uuid())),
+                causation_id: Some(envelope.id),
+                traceparent: envelope.traceparent.clone(),
+            },
+        }))
     }
 }
 

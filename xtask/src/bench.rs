@@ -45,7 +45,15 @@ pub(crate) fn bench_api(
     step(&format!(
         "orion-load: POST /api/orders, {concurrency} connections, {seconds} s"
     ));
-    let api_line = run_load(&bin, &address, "place-order", concurrency, seconds, None)?;
+    let api_line = run_load(
+        &bin,
+        &address,
+        "place-order",
+        concurrency,
+        seconds,
+        None,
+        None,
+    )?;
     supervisor.stop_all();
 
     step(&format!(
@@ -168,6 +176,7 @@ pub(crate) fn run_load(
     concurrency: u16,
     seconds: u64,
     warmup: Option<u64>,
+    rate: Option<f64>,
 ) -> Result<String> {
     let mut command = Command::new(bin.join("orion-load"));
     command
@@ -181,6 +190,9 @@ pub(crate) fn run_load(
         .args(["--duration", &seconds.to_string()]);
     if let Some(warmup) = warmup {
         command.args(["--warmup", &warmup.to_string()]);
+    }
+    if let Some(rate) = rate {
+        command.args(["--rate", &format!("{rate:.1}")]);
     }
     let output = command.output().context("cannot run orion-load")?;
     let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();

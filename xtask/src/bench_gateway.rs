@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::bench::{free_address, fresh_database, run_load};
+use crate::proc_stats::{memory_kib, process_tree_cpu};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
 use crate::workspace;
@@ -114,6 +115,7 @@ pub(crate) fn bench_gateway(
                     connections,
                     duration,
                     Some(WARMUP_SECONDS),
+                    None,
                 )?;
                 let per_request = cpu
                     .and_then(|meter| meter.per_request(ok_requests(&line)?))
@@ -142,11 +144,7 @@ fn gateway_rss(address: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let pid = text.split("pid=").nth(1)?.split(',').next()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .map(|l| l.trim_start_matches("VmRSS:").trim().to_owned())
+    memory_kib(pid, "VmRSS").map(|kib| format!("{kib} kB"))
 }
 
 /// The load generator's warm-up, not measured; the proxies' CPU time is read from its end.
@@ -176,34 +174,6 @@ impl CpuMeter {
         let end = process_tree_cpu(self.pid)?;
         (requests > 0).then(|| end.saturating_sub(start).as_secs_f64() * 1e6 / requests as f64)
     }
-}
-
-/// User plus system time of `pid` and of its direct children.
-fn process_tree_cpu(pid: u32) -> Option<Duration> {
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .filter(|t| *t > 0)?;
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    let ticks: u64 = std::iter::once(pid.to_string())
-        .chain(children.split_whitespace().map(str::to_owned))
-        .filter_map(|p| process_ticks(&p))
-        .sum();
-    Some(Duration::from_secs_f64(
-        ticks as f64 / ticks_per_second as f64,
-    ))
-}
-
-/// utime + stime (fields 14 and 15 of /proc/<pid>/stat, counted after the command name, which
-/// may itself hold spaces and parentheses).
-fn process_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
 }
 
 /// The `ok=` count of an orion-load report line.

@@ -14,6 +14,7 @@ mod bench_gateway;
 mod bench_saga;
 mod fuzz;
 mod http;
+mod proc_stats;
 mod services;
 mod suite;
 mod supervisor;
@@ -74,6 +75,13 @@ enum Task {
         /// Seconds of steady placing for the latency figures.
         #[arg(long, default_value_t = 10)]
         latency_seconds: u64,
+        /// Seconds of steady half load with one worker whose memory is sampled (0: no soak).
+        #[arg(long, default_value_t = 0)]
+        soak_seconds: u64,
+        /// Measure the binaries in this directory instead of building the workspace's (an
+        /// earlier version's, for a before/after in one sitting).
+        #[arg(long)]
+        binaries: Option<std::path::PathBuf>,
     },
     /// Regenerate the offline query data in `.sqlx/` after changing SQL (or `--check` it).
     SqlxPrepare {
@@ -113,6 +121,8 @@ fn main() {
         Task::BenchSaga {
             backlog_seconds,
             latency_seconds,
+            soak_seconds,
+            binaries,
         } => {
             let urls = suite::Urls::from_env();
             bench_saga::bench_saga(&bench_saga::SagaBench {
@@ -121,6 +131,8 @@ fn main() {
                 smtp_url: &urls.smtp,
                 backlog_seconds,
                 latency_seconds,
+                soak_seconds,
+                binaries: binaries.as_deref(),
             })
         }
     };

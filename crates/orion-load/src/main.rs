@@ -38,6 +38,11 @@ struct Args {
     email: String,
     #[arg(long, default_value = "orion-customer-dev")]
     password: String,
+    /// Requests per second for all workers together, started on a schedule whatever the answers
+    /// take (an open loop, as real clients arrive); unset, each worker sends its next request as
+    /// soon as the last one is answered.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,8 +81,12 @@ async fn main() -> Result<()> {
             let url = args.url.clone();
             let token = token.clone();
             let scenario = args.scenario;
+            let pace = pace(args.rate, worker, args.concurrency);
             tokio::spawn(async move {
-                work(worker, &client, &url, &token, scenario, warmup_end, end).await
+                work(
+                    worker, &client, &url, &token, scenario, pace, warmup_end, end,
+                )
+                .await
             })
         })
         .collect();
@@ -116,12 +125,26 @@ async fn login(client: &reqwest::Client, args: &Args) -> Result<String> {
         .context("no access token in the login answer")
 }
 
+/// Each worker's schedule for a total `rate`, if one is set: the workers' first requests spread
+/// over one period, so that they do not arrive in bursts.
+fn pace(rate: Option<f64>, worker: u16, concurrency: u16) -> Option<tokio::time::Interval> {
+    let rate = rate.filter(|r| r.is_finite() && *r > 0.0)?;
+    let period = Duration::from_secs_f64(f64::from(concurrency) / rate);
+    let offset = period.mul_f64(f64::from(worker) / f64::from(concurrency));
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+    // A request that took longer than its period delays the schedule; no burst to catch up.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(interval)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn work(
     worker: u16,
     client: &reqwest::Client,
     url: &str,
     token: &str,
     scenario: Scenario,
+    mut pace: Option<tokio::time::Interval>,
     warmup_end: Instant,
     end: Instant,
 ) -> Result<Outcome> {
@@ -132,6 +155,9 @@ async fn work(
     };
     let mut n: u64 = u64::from(worker);
     while Instant::now() < end {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
         n = n
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);

@@ -77,13 +77,50 @@ pub enum HandlerError {
     Unavailable(String),
 }
 
+/// What a consumer feeds its messages to.
+///
+/// A closure `Fn(Envelope) -> Future` is a handler of one message at a time. A handler that
+/// can do better with several messages at once (one transaction for all of them) says so with
+/// [`Handler::BATCHES`] and implements [`Handler::handle_batch`].
+pub trait Handler: Send + Sync + 'static {
+    /// Whether the consumer gathers the deliveries that are already waiting into batches.
+    const BATCHES: bool = false;
+
+    /// Handles one message.
+    fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Handles messages that arrived together and says how each went, in their order. `None`:
+    /// the batch did not get through as a whole; each message is then handed to
+    /// [`Handler::handle`] alone, which must find whatever part of the batch was committed (the
+    /// inbox makes that harmless), so that one bad message never fails its batch-mates.
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> impl Future<Output = Option<Vec<Result<(), HandlerError>>>> + Send {
+        let _ = envelopes;
+        std::future::ready(None)
+    }
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(Envelope) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self(envelope)
+    }
+}
+
 /// Tunables of a consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
     /// Unacked messages the broker may send ahead.
     pub prefetch: u16,
-    /// Messages handled at the same time.
+    /// Messages (or batches, for a handler that takes them) handled at the same time.
     pub concurrency: usize,
+    /// Most deliveries handed to a batching handler at once.
+    pub batch: usize,
     /// Failures after which a message is parked.
     pub max_attempts: u32,
     /// Longest a handler may take with one message; after that it counts as a retryable
@@ -98,6 +135,7 @@ impl Default for ConsumerSettings {
         Self {
             prefetch: 32,
             concurrency: 8,
+            batch: 32,
             max_attempts: 5,
             handler_timeout: Duration::from_secs(120),
             fault_injection: false,
@@ -140,11 +178,7 @@ impl QueueConsumer {
 
     /// Feeds every message to `handler` until `shutdown` completes, reconnecting with backoff
     /// whenever the broker goes away.
-    pub async fn run<H, F>(self, handler: H, shutdown: impl Future<Output = ()>)
-    where
-        H: Fn(Envelope) -> F + Send + Sync + 'static,
-        F: Future<Output = Result<(), HandlerError>> + Send + 'static,
-    {
+    pub async fn run<H: Handler>(self, handler: H, shutdown: impl Future<Output = ()>) {
         let handler = Arc::new(handler);
         tokio::pin!(shutdown);
         let mut failures: u32 = 0;
@@ -177,15 +211,11 @@ impl QueueConsumer {
         tracing::info!(%queue, "consumer stopped");
     }
 
-    async fn session<H, F>(
+    async fn session<H: Handler>(
         &self,
         handler: Arc<H>,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
-    ) -> Result<Stop>
-    where
-        H: Fn(Envelope) -> F + Send + Sync + 'static,
-        F: Future<Output = Result<(), HandlerError>> + Send + 'static,
-    {
+    ) -> Result<Stop> {
         // Setting up waits on the broker, which may be restarting: a shutdown must not wait too.
         let setup = async {
             let channel = self.broker.channel().await?;
@@ -234,9 +264,26 @@ impl QueueConsumer {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break Stop::Shutdown;
             };
+            // The deliveries already waiting join this one: no wait for more, so a lone message
+            // goes at once and a backlog goes in batches.
+            let mut batch = vec![delivery];
+            let mut ended = None;
+            while H::BATCHES && batch.len() < self.settings.batch.max(1) {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => batch.push(delivery),
+                    Some(Some(Err(error))) => return Err(error.into()),
+                    Some(None) => {
+                        ended = Some(Stop::StreamEnded);
+                        break;
+                    }
+                    None => break,
+                }
+            }
             if interrupted.is_set() {
-                // Taken after the interruption: hand it straight back, unspent.
-                let _ = delivery.acker.nack(requeue()).await;
+                // Taken after the interruption: hand them straight back, unspent.
+                for delivery in batch {
+                    let _ = delivery.acker.nack(requeue()).await;
+                }
                 break interrupted.wait().await;
             }
             let handler = handler.clone();
@@ -252,7 +299,7 @@ impl QueueConsumer {
                 interrupted: interrupted.clone(),
             };
             tokio::spawn(async move {
-                match settle.handle(delivery, handler.as_ref()).await {
+                match settle.handle_all(batch, handler.as_ref()).await {
                     Ok(()) => {}
                     Err(error) => {
                         tracing::warn!(%error, "could not settle a message; restarting the consumer");
@@ -261,6 +308,9 @@ impl QueueConsumer {
                 }
                 drop(permit);
             });
+            if let Some(stop) = ended {
+                break stop;
+            }
         };
         if stop != Stop::StreamEnded {
             let _ = channel
@@ -354,12 +404,83 @@ struct Settle {
 }
 
 impl Settle {
-    async fn handle<H, F>(&self, delivery: lapin::message::Delivery, handler: &H) -> Result<()>
-    where
-        H: Fn(Envelope) -> F,
-        F: Future<Output = Result<(), HandlerError>>,
-    {
-        let attempts = attempts(&delivery.properties);
+    /// Settles deliveries taken together: those a batching handler can take as one batch, the
+    /// others (and all of them, if the batch does not get through) one by one.
+    async fn handle_all<H: Handler>(
+        &self,
+        deliveries: Vec<lapin::message::Delivery>,
+        handler: &H,
+    ) -> Result<()> {
+        let mut batch = Vec::with_capacity(deliveries.len());
+        let mut alone = Vec::new();
+        for delivery in deliveries {
+            match self.batchable(&delivery) {
+                Some(envelope) if H::BATCHES => batch.push((delivery, envelope)),
+                _ => alone.push(delivery),
+            }
+        }
+        if batch.len() == 1 {
+            alone.extend(batch.drain(..).map(|(delivery, _)| delivery));
+        }
+        if !batch.is_empty() {
+            let (deliveries, envelopes): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let count = envelopes.len();
+            let handled = AssertUnwindSafe(tokio::time::timeout(
+                self.handler_timeout,
+                handler.handle_batch(envelopes),
+            ))
+            .catch_unwind()
+            .await;
+            match handled {
+                Ok(Ok(Some(outcomes))) if outcomes.len() == count => {
+                    metrics::histogram!("consumer_batch_size", "queue" => self.topology.queue(self.queue))
+                        .record(count as f64);
+                    for (delivery, outcome) in deliveries.into_iter().zip(outcomes) {
+                        self.settle(delivery, outcome).await?;
+                    }
+                }
+                _ if self.database_down().await => {
+                    // Nothing to learn from trying each alone: the outage failed them all.
+                    for delivery in deliveries {
+                        let outcome = Err(HandlerError::Unavailable(
+                            "the database is unreachable".to_owned(),
+                        ));
+                        self.settle(delivery, outcome).await?;
+                    }
+                }
+                _ => {
+                    tracing::debug!(
+                        count,
+                        "a batch did not get through; handling its messages one by one"
+                    );
+                    alone.extend(deliveries);
+                }
+            }
+        }
+        for delivery in alone {
+            self.handle(delivery, handler).await?;
+        }
+        Ok(())
+    }
+
+    /// The envelope of a delivery that may go in a batch: one that decodes, plays no injected
+    /// fault and has not been handed out unsettled too often (each of those takes the single path,
+    /// which knows what to do with it).
+    fn batchable(&self, delivery: &lapin::message::Delivery) -> Option<Envelope> {
+        if header_count(&delivery.properties, DELIVERY_COUNT_HEADER) >= UNSETTLED_DELIVERY_LIMIT {
+            return None;
+        }
+        if self.fault_injection && InjectedFault::requested_by(&delivery.properties).is_some() {
+            return None;
+        }
+        Envelope::from_bytes(&delivery.data).ok()
+    }
+
+    async fn handle<H: Handler>(
+        &self,
+        delivery: lapin::message::Delivery,
+        handler: &H,
+    ) -> Result<()> {
         let redeliveries = header_count(&delivery.properties, DELIVERY_COUNT_HEADER);
         let outcome = match Envelope::from_bytes(&delivery.data) {
             // Handed out this often without ever being settled: each time, the process holding
@@ -378,7 +499,7 @@ impl Settle {
                     if let Some(fault) = fault {
                         fault.strike();
                     }
-                    handler(envelope).await
+                    handler.handle(envelope).await
                 };
                 let handled = AssertUnwindSafe(tokio::time::timeout(self.handler_timeout, run))
                     .catch_unwind()
@@ -401,6 +522,18 @@ impl Settle {
                 "undecodable message: {error}"
             ))),
         };
+        self.settle(delivery, outcome).await
+    }
+
+    /// Acknowledges a handled message, or sends it on: back to the queue later (an outage, a
+    /// retryable failure) or to the parking queue. Acknowledged one by one, never `multiple`:
+    /// other tasks of this channel hold deliveries with lower tags that are not settled yet.
+    async fn settle(
+        &self,
+        delivery: lapin::message::Delivery,
+        outcome: Result<(), HandlerError>,
+    ) -> Result<()> {
+        let attempts = attempts(&delivery.properties);
         let queue_name = self.topology.queue(self.queue);
         let counted = |outcome: &'static str| {
             metrics::counter!("messages_handled_total", "queue" => queue_name.clone(), "outcome" => outcome)

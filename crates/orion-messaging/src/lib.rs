@@ -15,7 +15,8 @@ mod topology;
 
 pub use broker::Broker;
 pub use consumer::{
-    ATTEMPTS_HEADER, ConsumerSettings, ERROR_HEADER, HandlerError, ORIGIN_HEADER, QueueConsumer,
+    ATTEMPTS_HEADER, ConsumerSettings, ERROR_HEADER, Handler, HandlerError, ORIGIN_HEADER,
+    QueueConsumer,
 };
 pub use envelope::Envelope;
 pub use faults::FAULT_HEADER;
@@ -36,6 +37,8 @@ pub enum Error {
     Nacked,
     #[error("no queue is bound for {0}; the broker returned the message")]
     Unroutable(String),
+    #[error("the broker connection failed before the message went out: {0}")]
+    ChannelLost(String),
     #[error("a message could not be settled")]
     Unsettled,
     #[error("the channel is not in confirm mode")]

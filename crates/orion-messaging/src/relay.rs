@@ -111,37 +111,33 @@ impl OutboxRelay {
         let mut failed = Vec::new();
         let mut unsent: Vec<i64> = Vec::new();
         let mut outcome = Ok(());
-        // Stay well inside the lease, so no other relay takes rows this one is still publishing.
-        let budget = std::time::Instant::now() + self.settings.lease.unsigned_abs() / 2;
-        // Aggregates with an event that failed this round: their later events wait.
-        let mut held_back: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for (index, event) in batch.iter().enumerate() {
-            if std::time::Instant::now() > budget {
-                unsent.extend(batch[index..].iter().map(|e| e.seq));
-                break;
-            }
-            if held_back.contains(event.aggregate_id.as_str()) {
-                unsent.push(event.seq);
-                continue;
-            }
-            match self.publisher.publish(&self.envelope(event)).await {
+        // The whole batch goes out before any confirm is awaited. In order per aggregate, as one
+        // channel keeps it; a message the broker refuses (rare: a nack, or no queue bound) is
+        // tried again later, after the aggregate's events that followed it. Every consumer reads
+        // the state, not the sequence, of an order, so that is harmless.
+        let envelopes: Vec<Envelope> = batch.iter().map(|event| self.envelope(event)).collect();
+        let results = self.publisher.publish_all(&envelopes).await;
+        for (event, result) in batch.iter().zip(results) {
+            match result {
                 Ok(()) => published.push(event.seq),
                 Err(error @ (Error::Nacked | Error::Unroutable(_) | Error::Encode(_))) => {
-                    held_back.insert(event.aggregate_id.as_str());
                     // This message is the problem, not the broker: park the row for a while.
                     tracing::warn!(event.id = %event.id, event.type = %event.event_type, %error, "publication failed; will retry");
                     failed.push((event.seq, error.to_string(), backoff(event.attempts)));
                 }
                 Err(error) => {
-                    // The broker is unreachable: give the rest back at once and stop this round.
-                    unsent.extend(batch[index..].iter().map(|e| e.seq));
-                    outcome = Err(error);
-                    break;
+                    // The broker is unreachable: give the row back at once, unattempted.
+                    unsent.push(event.seq);
+                    if outcome.is_ok() {
+                        outcome = Err(error);
+                    }
                 }
             }
         }
         // What the broker confirmed is recorded first, whatever else fails afterwards.
-        outbox::mark_published(&mut conn, &published, OffsetDateTime::now_utc()).await?;
+        if !published.is_empty() {
+            outbox::mark_published(&mut conn, &published, OffsetDateTime::now_utc()).await?;
+        }
         report.published = published.len();
         if report.published > 0 {
             metrics::counter!("outbox_published_total").increment(report.published as u64);
@@ -150,7 +146,9 @@ impl OutboxRelay {
         for (seq, error, backoff) in &failed {
             outbox::mark_failed(&mut conn, *seq, error, *backoff).await?;
         }
-        outbox::release_claims(&mut conn, &unsent).await?;
+        if !unsent.is_empty() {
+            outbox::release_claims(&mut conn, &unsent).await?;
+        }
         outcome.map(|()| report)
     }
 
@@ -186,6 +184,7 @@ impl OutboxRelay {
         let mut listener: Option<PgListener> = None;
         let mut failures: u32 = 0;
         let mut last_cleanup = OffsetDateTime::UNIX_EPOCH;
+        let mut last_lag_report: Option<std::time::Instant> = None;
         loop {
             if listener.is_none() {
                 listener = self.listen().await;
@@ -198,7 +197,12 @@ impl OutboxRelay {
                     tracing::warn!(%error, failures, "outbox relay round failed; backing off");
                 }
             }
-            self.report_lag().await;
+            // The lag is a gauge read by scrapes seconds apart: once per poll interval is plenty,
+            // and a busy relay wakes far more often than that.
+            if last_lag_report.is_none_or(|at| at.elapsed() >= self.settings.poll) {
+                last_lag_report = Some(std::time::Instant::now());
+                self.report_lag().await;
+            }
             if OffsetDateTime::now_utc() - last_cleanup > time::Duration::minutes(10) {
                 last_cleanup = OffsetDateTime::now_utc();
                 self.clean_up().await;

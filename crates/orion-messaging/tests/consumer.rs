@@ -10,8 +10,8 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
 use orion_messaging::{
-    ATTEMPTS_HEADER, Broker, ConsumerSettings, ERROR_HEADER, Envelope, HandlerError, Publisher,
-    QueueConsumer, Topology, WorkQueue,
+    ATTEMPTS_HEADER, Broker, ConsumerSettings, ERROR_HEADER, Envelope, Handler, HandlerError,
+    Publisher, QueueConsumer, Topology, WorkQueue,
 };
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -48,17 +48,26 @@ struct Fixture {
 
 impl Fixture {
     /// Starts a consumer of the saga queue with `handler`.
-    async fn start<H, F>(settings: ConsumerSettings, handler: H) -> Fixture
-    where
-        H: Fn(Envelope) -> F + Send + Sync + 'static,
-        F: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
-    {
+    async fn start(settings: ConsumerSettings, handler: impl Handler) -> Fixture {
+        Self::start_after(settings, handler, &[]).await
+    }
+
+    /// Starts a consumer of the saga queue with `handler` once `queued` wait in the queue.
+    async fn start_after(
+        settings: ConsumerSettings,
+        handler: impl Handler,
+        queued: &[Envelope],
+    ) -> Fixture {
         let broker = broker();
         let topology = Topology::new(format!("test-{}.", Uuid::new_v4().simple()));
         topology
             .declare(&broker.channel().await.unwrap())
             .await
             .unwrap();
+        let publisher = Publisher::new(broker.clone(), topology.clone());
+        for outcome in publisher.publish_all(queued).await {
+            outcome.unwrap();
+        }
         let consumer =
             QueueConsumer::new(broker.clone(), topology.clone(), WorkQueue::Saga, settings);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -349,4 +358,113 @@ impl Fixture {
             .expect("stops within 10 s")
             .unwrap();
     }
+}
+
+/// A handler that takes batches and records what it saw: the batches' sizes, and how often each
+/// message was handled for good. `poison` fails every batch it is in, and fails alone for good;
+/// `flaky` fails its first time, inside a batch, and only itself.
+#[derive(Clone, Default)]
+struct Batching {
+    batches: Arc<std::sync::Mutex<Vec<usize>>>,
+    handled: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, u32>>>,
+    poison: Uuid,
+    flaky: Uuid,
+    flaky_failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Batching {
+    fn handled(&self, id: Uuid) {
+        *self.handled.lock().unwrap().entry(id).or_default() += 1;
+    }
+}
+
+impl Handler for Batching {
+    const BATCHES: bool = true;
+
+    fn handle(
+        &self,
+        envelope: Envelope,
+    ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send {
+        let this = self.clone();
+        async move {
+            if envelope.id == this.poison {
+                return Err(HandlerError::Permanent("poison".into()));
+            }
+            this.handled(envelope.id);
+            Ok(())
+        }
+    }
+
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> impl std::future::Future<Output = Option<Vec<Result<(), HandlerError>>>> + Send {
+        let this = self.clone();
+        async move {
+            this.batches.lock().unwrap().push(envelopes.len());
+            if envelopes.iter().any(|e| e.id == this.poison) {
+                return None;
+            }
+            let outcomes = envelopes
+                .iter()
+                .map(|e| {
+                    if e.id == this.flaky && !this.flaky_failed.swap(true, Ordering::SeqCst) {
+                        return Err(HandlerError::Retryable("flaky".into()));
+                    }
+                    this.handled(e.id);
+                    Ok(())
+                })
+                .collect();
+            Some(outcomes)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_goes_in_batches_and_one_bad_message_never_fails_its_batch_mates() {
+    let queued: Vec<Envelope> = (0..40).map(|_| envelope()).collect();
+    let handler = Batching {
+        poison: queued[3].id,
+        flaky: queued[30].id,
+        ..Batching::default()
+    };
+    let settings = ConsumerSettings {
+        concurrency: 1,
+        prefetch: 50,
+        batch: 16,
+        ..ConsumerSettings::default()
+    };
+    let fixture = Fixture::start_after(settings, handler.clone(), &queued).await;
+    // Every good message handled, the flaky one after its retry (1 s later).
+    let expected = queued.len() - 1;
+    let handled = handler.handled.clone();
+    wait_until(move || handled.lock().unwrap().len() == expected).await;
+    let parked = fixture.dead_letter().await.expect("the poison is parked");
+    let parked = Envelope::from_bytes(&parked.data).unwrap();
+    assert_eq!(parked.id, queued[3].id);
+
+    let batches = handler.batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|&n| n > 1),
+        "the backlog was taken in batches: {batches:?}"
+    );
+    assert!(
+        batches.iter().all(|&n| n <= 16),
+        "no batch above the setting: {batches:?}"
+    );
+    let handled = handler.handled.lock().unwrap().clone();
+    for envelope in &queued[..] {
+        if envelope.id == queued[3].id {
+            assert!(!handled.contains_key(&envelope.id));
+        } else {
+            assert_eq!(
+                handled.get(&envelope.id),
+                Some(&1),
+                "handled once: {}",
+                envelope.id
+            );
+        }
+    }
+    assert!(handler.flaky_failed.load(Ordering::SeqCst));
+    assert_eq!(fixture.left_after_closing().await, 0, "every message acked");
 }

@@ -24,6 +24,42 @@ pub async fn record_message(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Records that `consumer` handled each of `message_ids`, in the caller's transaction, in one
+/// statement. Returns those recorded now; the others were handled before.
+pub async fn record_messages(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>> {
+    let inserted = sqlx::query_scalar!(
+        r#"insert into inbox (consumer, message_id)
+           select $1, id from unnest($2::uuid[]) as m(id)
+           on conflict on constraint inbox_consumer_message_uq do nothing
+           returning message_id"#,
+        consumer,
+        message_ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// Which of `message_ids` `consumer` has handled already, in one statement.
+pub async fn handled_of(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>> {
+    let found = sqlx::query_scalar!(
+        "select message_id from inbox where consumer = $1 and message_id = any($2)",
+        consumer,
+        message_ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
 /// Whether `consumer` has handled `message_id` already: a cheap early exit before work that the
 /// handler's own transaction will guard anyway.
 pub async fn contains(conn: &mut PgConnection, consumer: &str, message_id: Uuid) -> Result<bool> {

@@ -219,6 +219,23 @@ fn merge_lines(lines: &[StockLine]) -> Result<(Vec<String>, Vec<i32>)> {
     Ok((skus, quantities))
 }
 
+/// Locks every item the orders hold or ask for, in SKU order: a transaction that moves the stock
+/// of several orders takes its item locks up front, in the same order as every other, so two such
+/// transactions wait for each other instead of deadlocking.
+pub async fn lock_items_of_orders(conn: &mut PgConnection, order_ids: &[OrderId]) -> Result<()> {
+    let ids: Vec<uuid::Uuid> = order_ids.iter().map(|id| id.as_uuid()).collect();
+    sqlx::query!(
+        r#"select i.sku from inventory_items i
+           where i.sku in (select l.sku from order_items l where l.order_id = any($1))
+           order by i.sku
+           for update of i"#,
+        &ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(())
+}
+
 /// Reserves every line of an order or none of them.
 ///
 /// [`Error::InsufficientStock`] lists every short line (unknown SKUs count with nothing

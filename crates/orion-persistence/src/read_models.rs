@@ -218,3 +218,19 @@ pub async fn order_view_version(
     .await?;
     Ok(row)
 }
+
+/// Of `order_ids`, those whose view is missing or behind its order, or that have no order at
+/// all: one statement for a batch of events, so a view that has caught up costs nothing more.
+pub async fn views_not_caught_up(conn: &mut PgConnection, order_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    let rows = sqlx::query_scalar!(
+        r#"select m.id as "id!"
+           from unnest($1::uuid[]) as m(id)
+           left join orders o on o.id = m.id
+           left join order_views v on v.order_id = m.id
+           where o.id is null or v.order_id is null or v.version < o.version"#,
+        order_ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}

@@ -6,18 +6,20 @@
 //! never both send. A crash after the server accepted a message but before the commit would send
 //! it again; the Message-ID is derived from the dedupe key so the resend is recognisable.
 
+mod batch;
 mod mailer;
 mod templates;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use orion_domain::events::EmailDelivery;
 use orion_domain::{DomainEvent, Money, OrderId};
-use orion_messaging::{Envelope, HandlerError};
+use orion_messaging::{Envelope, Handler, HandlerError};
 use orion_persistence::emails::{self, DeliveryStatus, NewDelivery};
 use orion_persistence::events::{self, EventMetadata};
-use orion_persistence::{Pool, inbox, inventory, orders, users};
+use orion_persistence::{PgConnection, Pool, inbox, inventory, orders, users};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -58,6 +60,9 @@ pub struct EmailHandler {
     /// away): when their message comes back, they are recorded sent, not taken for deliveries
     /// a dead worker left behind.
     sent_unrecorded: Arc<std::sync::Mutex<HashSet<uuid::Uuid>>>,
+    /// Deliveries whose send this process saw fail and whose failure could not be recorded: left
+    /// `sending`, they are tried again, not taken for a dead worker's.
+    unsent_unrecorded: Arc<std::sync::Mutex<HashSet<uuid::Uuid>>>,
 }
 
 impl EmailHandler {
@@ -73,6 +78,7 @@ impl EmailHandler {
             templates,
             settings,
             sent_unrecorded: Arc::default(),
+            unsent_unrecorded: Arc::default(),
         }
     }
 
@@ -83,7 +89,13 @@ impl EmailHandler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub async fn handle(&self, envelope: Envelope) -> Result<(), HandlerError> {
+    fn unsent_unrecorded(&self) -> std::sync::MutexGuard<'_, HashSet<uuid::Uuid>> {
+        self.unsent_unrecorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub async fn handle_one(&self, envelope: Envelope) -> Result<(), HandlerError> {
         self.deliver_all(envelope)
             .await
             .map_err(Error::into_handler_error)
@@ -93,12 +105,14 @@ impl EmailHandler {
         let Some(kind) = EmailKind::for_event(&envelope.kind) else {
             return Ok(());
         };
-        if inbox::contains(&mut *self.pool.acquire().await?, CONSUMER, envelope.id).await? {
+        let mut conn = self.pool.acquire().await?;
+        if inbox::contains(&mut conn, CONSUMER, envelope.id).await? {
             return Ok(());
         }
         let event = DomainEvent::from_parts(&envelope.kind, envelope.data.clone())
             .map_err(|e| Error::Undecodable(e.to_string()))?;
-        let letters = self.compose(kind, &event, envelope.id).await?;
+        let letters = self.compose(&mut conn, kind, &event, envelope.id).await?;
+        drop(conn);
         let metadata = EventMetadata {
             correlation_id: envelope.correlation_id,
             causation_id: Some(envelope.id),
@@ -120,17 +134,17 @@ impl EmailHandler {
     /// account's owner when someone tries to register with their address.
     async fn compose(
         &self,
+        conn: &mut PgConnection,
         kind: EmailKind,
         event: &DomainEvent,
         event_id: uuid::Uuid,
     ) -> Result<Vec<Letter>> {
-        let mut conn = self.pool.acquire().await?;
         let base = self.settings.public_url.trim_end_matches('/');
         if let DomainEvent::InventoryLowStock(low) = event {
-            let item_name = inventory::find_item(&mut conn, &low.sku)
+            let item_name = inventory::find_item(&mut *conn, &low.sku)
                 .await?
                 .map_or_else(|| low.sku.to_string(), |item| item.value.name().to_owned());
-            let admins = users::admin_contacts(&mut conn).await?;
+            let admins = users::admin_contacts(&mut *conn).await?;
             return Ok(admins
                 .into_iter()
                 .map(|(email, name)| Letter {
@@ -149,7 +163,7 @@ impl EmailHandler {
                 .collect());
         }
         if let DomainEvent::AccountRegistrationAttempted(attempt) = event {
-            let Some(owner) = users::find_user(&mut conn, attempt.user_id).await? else {
+            let Some(owner) = users::find_user(&mut *conn, attempt.user_id).await? else {
                 return Ok(Vec::new());
             };
             // One such email a day at most, however often someone tries the address.
@@ -167,10 +181,10 @@ impl EmailHandler {
         let Some(order_id) = event.order_id() else {
             return Ok(Vec::new());
         };
-        let order = orders::find_order(&mut conn, order_id)
+        let order = orders::find_order(&mut *conn, order_id)
             .await?
             .ok_or(Error::UnknownOrder(order_id))?;
-        let Some(customer) = users::find_user(&mut conn, order.customer_id().as_uuid()).await?
+        let Some(customer) = users::find_user(&mut *conn, order.customer_id().as_uuid()).await?
         else {
             tracing::warn!(order.id = %order_id, "the order's customer has no account; no email");
             return Ok(Vec::new());
@@ -244,7 +258,8 @@ impl EmailHandler {
             // Another worker is talking to the SMTP server about it (or was, and died): look
             // again shortly, until it is done or its lease ends. One this process sent itself
             // only waits for its record.
-            let ours = self.sent_unrecorded().contains(&delivery.id);
+            let ours = self.sent_unrecorded().contains(&delivery.id)
+                || self.unsent_unrecorded().contains(&delivery.id);
             match delivery.next_attempt_at {
                 Some(lease)
                     if delivery.status == DeliveryStatus::Sending && lease > now && !ours =>
@@ -265,12 +280,14 @@ impl EmailHandler {
             attempts: u32::try_from(delivery.attempts).unwrap_or(0) + 1,
             inbox_id,
         };
-        let message_id = format!("{}@orion", letter.dedupe_key.replace([':', '@'], "."));
+        let message_id = message_id(&letter);
         match delivery.status {
             DeliveryStatus::Sending if self.sent_unrecorded().contains(&delivery.id) => {
                 drop(tx);
                 return self.record_sent(&outcome, &message_id, metadata).await;
             }
+            // This process saw its send fail: send it again, as a pending one.
+            DeliveryStatus::Sending if self.unsent_unrecorded().remove(&delivery.id) => {}
             DeliveryStatus::Sent | DeliveryStatus::Failed => {
                 if let Some(id) = inbox_id {
                     inbox::record_message(&mut tx, CONSUMER, id).await?;
@@ -295,9 +312,7 @@ impl EmailHandler {
 
         if sent.is_ok() {
             self.record_sent(&outcome, &message_id, metadata).await?;
-            metrics::counter!("emails_total", "kind" => kind.as_str(), "outcome" => "sent")
-                .increment(1);
-            tracing::info!(email.kind = kind.as_str(), delivery.id = %delivery.id, "email sent");
+            outcome.observe_sent();
             return Ok(());
         }
         let now = crate::now();
@@ -340,14 +355,8 @@ impl EmailHandler {
         let mut wait = std::time::Duration::from_millis(250);
         loop {
             let recorded = async {
-                let now = crate::now();
                 let mut tx = self.pool.begin().await?;
-                emails::mark_sent(&mut tx, outcome.delivery_id, message_id, now).await?;
-                let event = DomainEvent::EmailSent(outcome.report(None));
-                events::record_event(&mut tx, &event, metadata, now).await?;
-                if let Some(id) = outcome.inbox_id {
-                    inbox::record_message(&mut tx, CONSUMER, id).await?;
-                }
+                write_sent(&mut tx, outcome, message_id, metadata, crate::now()).await?;
                 tx.commit().await?;
                 Ok::<(), Error>(())
             }
@@ -383,18 +392,66 @@ impl EmailHandler {
         metadata: &EventMetadata,
         now: OffsetDateTime,
     ) -> Result<()> {
-        emails::mark_attempt_failed(&mut tx, outcome.delivery_id, error, None, now).await?;
-        let event = DomainEvent::EmailFailed(outcome.report(Some(error.to_owned())));
-        events::record_event(&mut tx, &event, metadata, now).await?;
-        if let Some(id) = outcome.inbox_id {
-            inbox::record_message(&mut tx, CONSUMER, id).await?;
-        }
+        write_failed(&mut tx, outcome, error, metadata, now).await?;
         tx.commit().await?;
-        metrics::counter!("emails_total", "kind" => outcome.kind.as_str(), "outcome" => "failed")
-            .increment(1);
-        tracing::warn!(email.kind = outcome.kind.as_str(), delivery.id = %outcome.delivery_id, %error, attempts = outcome.attempts, "email failed for good");
+        outcome.observe_failed(error);
         Ok(())
     }
+}
+
+impl Handler for EmailHandler {
+    const BATCHES: bool = true;
+
+    fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.handle_one(envelope)
+    }
+
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> impl Future<Output = Option<Vec<Result<(), HandlerError>>>> + Send {
+        self.handle_many(envelopes)
+    }
+}
+
+/// The Message-ID of a letter: derived from its dedupe key, so a resend is recognisable.
+fn message_id(letter: &Letter) -> String {
+    format!("{}@orion", letter.dedupe_key.replace([':', '@'], "."))
+}
+
+/// Records, in the caller's transaction, that the SMTP server took a delivery's message.
+async fn write_sent(
+    tx: &mut PgConnection,
+    outcome: &Outcome,
+    message_id: &str,
+    metadata: &EventMetadata,
+    now: OffsetDateTime,
+) -> Result<()> {
+    emails::mark_sent(&mut *tx, outcome.delivery_id, message_id, now).await?;
+    let event = DomainEvent::EmailSent(outcome.report(None));
+    events::record_event(&mut *tx, &event, metadata, now).await?;
+    if let Some(id) = outcome.inbox_id {
+        inbox::record_message(tx, CONSUMER, id).await?;
+    }
+    Ok(())
+}
+
+/// Records, in the caller's transaction, that a delivery failed for good, with its
+/// `email.failed` event.
+async fn write_failed(
+    tx: &mut PgConnection,
+    outcome: &Outcome,
+    error: &str,
+    metadata: &EventMetadata,
+    now: OffsetDateTime,
+) -> Result<()> {
+    emails::mark_attempt_failed(&mut *tx, outcome.delivery_id, error, None, now).await?;
+    let event = DomainEvent::EmailFailed(outcome.report(Some(error.to_owned())));
+    events::record_event(&mut *tx, &event, metadata, now).await?;
+    if let Some(id) = outcome.inbox_id {
+        inbox::record_message(tx, CONSUMER, id).await?;
+    }
+    Ok(())
 }
 
 /// What the outcome of one delivery attempt is recorded with.
@@ -408,6 +465,18 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn observe_sent(&self) {
+        metrics::counter!("emails_total", "kind" => self.kind.as_str(), "outcome" => "sent")
+            .increment(1);
+        tracing::info!(email.kind = self.kind.as_str(), delivery.id = %self.delivery_id, "email sent");
+    }
+
+    fn observe_failed(&self, error: &str) {
+        metrics::counter!("emails_total", "kind" => self.kind.as_str(), "outcome" => "failed")
+            .increment(1);
+        tracing::warn!(email.kind = self.kind.as_str(), delivery.id = %self.delivery_id, %error, attempts = self.attempts, "email failed for good");
+    }
+
     fn report(&self, error: Option<String>) -> EmailDelivery {
         EmailDelivery {
             delivery_id: self.delivery_id,
