@@ -153,8 +153,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The queues whose handlers use the database: saga, email and projections.
 const CONSUMED_QUEUES: u32 = 3;
 /// Connections used besides the handlers: the outbox relay (claim and listener), the sweeper,
-/// the dead-letter keeper, the inbox clean-up and the health check.
-const BACKGROUND_CONNECTIONS: u32 = 6;
+/// the dead-letter keeper, the inbox clean-up, the sales figures' fold and the health check.
+const BACKGROUND_CONNECTIONS: u32 = 7;
 
 /// A pool with a connection for every handler that can run at once, so handlers never queue
 /// for a connection while the database is healthy.
@@ -263,6 +263,7 @@ pub async fn run(
         DeadLetterKeeper::new(broker.clone(), topology.clone(), pool.clone()).run(stopping()),
     );
     tasks.spawn(saga.run_sweeper(stopping()));
+    tasks.spawn(projections::fold_sales_stats(pool.clone(), stopping()));
     tasks.spawn(forget_old_messages(pool.clone(), stopping()));
 
     let address = listener.local_addr()?;

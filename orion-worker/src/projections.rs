@@ -1,7 +1,8 @@
-//! The `orion.projections` consumer: the safety net of the read models.
+//! The `orion.projections` consumer: the safety net of the read models; and the fold of the sales
+//! figures' changes into their totals.
 //!
-//! Every command writes `order_views` and `sales_stats` in its own transaction, so a reader sees
-//! its write at once. This consumer hears every order event afterwards and checks that the order's
+//! Every command writes `order_views` and its change to the sales figures in its own transaction,
+//! so a reader sees its write at once. This consumer hears every order event afterwards and checks that the order's
 //! view has caught up with the write model; a view found behind (restored from a backup, edited
 //! by hand, written by an older version) is re-projected. It is idempotent by construction: the
 //! view only ever moves to a newer version.
@@ -99,6 +100,31 @@ impl ProjectionsHandler {
         metrics::counter!("projection_repairs_total").increment(1);
         tracing::warn!(order.id = %order_id, "order view was behind its order; re-projected");
         Ok(())
+    }
+}
+
+/// How often the committed changes to the sales figures are folded into their totals.
+const FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Folds the sales figures' changes into their totals on a timer until `shutdown` completes:
+/// readers add the changes not folded yet, so this only keeps that table short.
+pub async fn fold_sales_stats(pool: Pool, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut ticker = tokio::time::interval(FOLD_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let folded = async {
+            let mut conn = pool.acquire().await?;
+            read_models::fold_sales_stats(&mut conn).await
+        }
+        .await;
+        if let Err(error) = folded {
+            tracing::debug!(%error, "sales figures not folded; next time");
+        }
     }
 }
 

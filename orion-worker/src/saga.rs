@@ -178,15 +178,16 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 Err(error) => outcomes.push(Err(error)),
             }
         }
-        // Row locks in one fixed order (sagas and orders by order id, stock by SKU), so that two
-        // batches wait for each other instead of deadlocking.
+        if messages.is_empty() {
+            return Some(outcomes);
+        }
         messages.sort_by_key(|m| m.order_id.as_uuid());
         let messages = Arc::new(messages);
         let advanced = self.with_retries("a batch of saga messages", |shell, tx| {
             let messages = messages.clone();
             Box::pin(async move {
                 let order_ids: Vec<OrderId> = messages.iter().map(|m| m.order_id).collect();
-                inventory::lock_items_of_orders(tx, &order_ids).await?;
+                lock_batch(tx, &order_ids, &order_ids).await?;
                 let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
                 let fresh = inbox::record_messages(tx, CONSUMER, &ids).await?;
                 let mut owed = Vec::new();
@@ -236,17 +237,16 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 let owed = owed.clone();
                 let answers = answers.clone();
                 Box::pin(async move {
-                    // An answer other than an authorization gives stock back: those orders'
-                    // items are locked up front, in SKU order, like the reservations were.
+                    // An answer other than an authorization gives stock back: only those orders'
+                    // items are locked, so that confirmations do not wait for reservations.
+                    let order_ids: Vec<OrderId> = owed.iter().map(|(r, _)| r.order_id).collect();
                     let releasing: Vec<OrderId> = owed
                         .iter()
                         .zip(answers.iter())
                         .filter(|(_, (reply, _))| *reply != SagaEvent::PaymentAuthorized)
                         .map(|((request, _), _)| request.order_id)
                         .collect();
-                    if !releasing.is_empty() {
-                        inventory::lock_items_of_orders(tx, &releasing).await?;
-                    }
+                    lock_batch(tx, &order_ids, &releasing).await?;
                     for ((request, metadata), (reply, payment)) in owed.iter().zip(answers.iter()) {
                         shell
                             .record_answer(tx, request.order_id, *reply, payment.as_ref(), metadata)
@@ -630,6 +630,24 @@ impl SagaMessage {
             },
         }))
     }
+}
+
+/// Takes a batch's row locks up front, in the order every path takes them: sagas, then orders
+/// (both by order id), then the items of the orders whose stock moves (by SKU). Two batches, or a
+/// batch and a single message or the sweeper, then wait for each other instead of deadlocking.
+async fn lock_batch(
+    tx: &mut PgConnection,
+    order_ids: &[OrderId],
+    moving_stock: &[OrderId],
+) -> Result<()> {
+    let mut order_ids = order_ids.to_vec();
+    order_ids.sort_by_key(|id| id.as_uuid());
+    sagas::lock_sagas(tx, &order_ids).await?;
+    orders::lock_orders(tx, &order_ids).await?;
+    if !moving_stock.is_empty() {
+        inventory::lock_items_of_orders(tx, moving_stock).await?;
+    }
+    Ok(())
 }
 
 /// The payment request the saga is owed, if its state says the provider must be asked.

@@ -89,7 +89,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one message.
     fn handle(&self, envelope: Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
-    /// Handles messages that arrived together and says how each went, in their order. `None`:
+    /// Handles messages that arrived together (one or more) and says how each went, in their
+    /// order: for a handler that takes batches, the usual path, and the cheaper one. `None`:
     /// the batch did not get through as a whole; each message is then handed to
     /// [`Handler::handle`] alone, which must find whatever part of the batch was committed (the
     /// inbox makes that harmless), so that one bad message never fails its batch-mates.
@@ -418,9 +419,6 @@ impl Settle {
                 Some(envelope) if H::BATCHES => batch.push((delivery, envelope)),
                 _ => alone.push(delivery),
             }
-        }
-        if batch.len() == 1 {
-            alone.extend(batch.drain(..).map(|(delivery, _)| delivery));
         }
         if !batch.is_empty() {
             let (deliveries, envelopes): (Vec<_>, Vec<_>) = batch.into_iter().unzip();

@@ -154,6 +154,18 @@ pub async fn lock_order(conn: &mut PgConnection, id: OrderId) -> Result<Option<O
     }
 }
 
+/// Locks several orders' rows, in id order (see [`lock_order`]).
+pub async fn lock_orders(conn: &mut PgConnection, ids: &[OrderId]) -> Result<()> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    sqlx::query!(
+        "select id from orders where id = any($1) order by id for update",
+        &ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(())
+}
+
 /// The payment token the client sent with an order, if any.
 pub async fn payment_token(conn: &mut PgConnection, id: OrderId) -> Result<Option<String>> {
     let token = sqlx::query_scalar!(

@@ -87,32 +87,55 @@ pub async fn project_order(
     }
     let currency = order.total().currency();
     let amount = order.total().amount();
+    let mut statuses = vec![order.status().as_str()];
+    let mut counts = vec![1_i64];
+    let mut amounts = vec![amount];
     if let Some(previous) = previous {
-        sqlx::query!(
-            r#"update sales_stats
-               set order_count = order_count - 1, total_amount = total_amount - $3, updated_at = now()
-               where currency = $1 and status = $2"#,
-            currency.as_str(),
-            previous.as_str(),
-            amount,
-        )
-        .execute(&mut *conn)
-        .await?;
+        statuses.push(previous.as_str());
+        counts.push(-1);
+        amounts.push(-amount);
     }
+    // New rows only: no lock that another order's transaction waits for (see the migration).
     sqlx::query!(
-        r#"insert into sales_stats (currency, status, order_count, total_amount)
-           values ($1, $2, 1, $3)
-           on conflict (currency, status) do update
-           set order_count = sales_stats.order_count + 1,
-               total_amount = sales_stats.total_amount + excluded.total_amount,
-               updated_at = now()"#,
+        r#"insert into sales_stats_changes (currency, status, order_count, total_amount)
+           select $1, c.status, c.order_count, c.total_amount
+           from unnest($2::text[], $3::int8[], $4::int8[]) as c(status, order_count, total_amount)"#,
         currency.as_str(),
-        order.status().as_str(),
-        amount,
+        &statuses as &[&str],
+        &counts,
+        &amounts,
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Folds the committed changes into the totals, in one statement; returns how many it folded.
+/// Safe in several workers at once: a change is deleted, and so added, once.
+pub async fn fold_sales_stats(conn: &mut PgConnection) -> Result<u64> {
+    let folded = sqlx::query_scalar!(
+        r#"with moved as (
+               delete from sales_stats_changes
+               returning currency, status, order_count, total_amount
+           ),
+           sums as (
+               select currency, status, sum(order_count)::int8 as order_count,
+                      sum(total_amount)::int8 as total_amount, count(*) as changes
+               from moved group by currency, status
+           ),
+           folded as (
+               insert into sales_stats_folded (currency, status, order_count, total_amount)
+               select currency, status, order_count, total_amount from sums
+               on conflict (currency, status) do update
+               set order_count = sales_stats_folded.order_count + excluded.order_count,
+                   total_amount = sales_stats_folded.total_amount + excluded.total_amount,
+                   updated_at = now()
+           )
+           select coalesce(sum(changes), 0)::int8 as "folded!" from sums"#
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(folded).unwrap_or(0))
 }
 
 pub async fn find_order_view(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<OrderView>> {
@@ -170,7 +193,9 @@ pub struct StatusStats {
 pub async fn sales_stats(conn: &mut PgConnection) -> Result<Vec<StatusStats>> {
     let rows = sqlx::query_as!(
         StatusStats,
-        "select currency, status, order_count, total_amount from sales_stats order by currency, status"
+        r#"select currency as "currency!", status as "status!", order_count as "order_count!",
+                  total_amount as "total_amount!"
+           from sales_stats order by currency, status"#
     )
     .fetch_all(conn)
     .await?;

@@ -51,6 +51,19 @@ pub async fn lock_saga(
     .transpose()
 }
 
+/// Locks the sagas of several orders, in order id order: a transaction that advances several
+/// sagas takes their locks up front, in the same order as every other such transaction.
+pub async fn lock_sagas(conn: &mut PgConnection, order_ids: &[OrderId]) -> Result<()> {
+    let ids: Vec<uuid::Uuid> = order_ids.iter().map(|id| id.as_uuid()).collect();
+    sqlx::query!(
+        "select order_id from order_sagas where order_id = any($1) order by order_id for update",
+        &ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(())
+}
+
 /// Reads an order's saga without locking it (the timeline).
 pub async fn find_saga(conn: &mut PgConnection, order_id: OrderId) -> Result<Option<OrderSaga>> {
     let state = sqlx::query_scalar!(

@@ -105,14 +105,15 @@ impl EmailHandler {
         let Some(kind) = EmailKind::for_event(&envelope.kind) else {
             return Ok(());
         };
-        let mut conn = self.pool.acquire().await?;
-        if inbox::contains(&mut conn, CONSUMER, envelope.id).await? {
+        // The reads in one transaction: one commit instead of one per statement.
+        let mut tx = self.pool.begin().await?;
+        if inbox::contains(&mut tx, CONSUMER, envelope.id).await? {
             return Ok(());
         }
         let event = DomainEvent::from_parts(&envelope.kind, envelope.data.clone())
             .map_err(|e| Error::Undecodable(e.to_string()))?;
-        let letters = self.compose(&mut conn, kind, &event, envelope.id).await?;
-        drop(conn);
+        let letters = self.compose(&mut tx, kind, &event, envelope.id).await?;
+        tx.commit().await?;
         let metadata = EventMetadata {
             correlation_id: envelope.correlation_id,
             causation_id: Some(envelope.id),
