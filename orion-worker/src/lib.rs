@@ -134,7 +134,7 @@ pub struct Config {
     pub batch: u16,
 
     /// Unacknowledged messages the broker may send ahead to each consumer.
-    #[arg(long, env = "ORION_WORKER_PREFETCH", default_value_t = 32,
+    #[arg(long, env = "ORION_WORKER_PREFETCH", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub prefetch: u16,
 }
@@ -150,10 +150,10 @@ impl Config {
 /// its dependencies are up; one stuck on a dead dependency is better handed back).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The queues whose handlers use the database: saga, email and projections.
-const CONSUMED_QUEUES: u32 = 3;
+/// The queues whose handlers use the database: saga and email.
+const CONSUMED_QUEUES: u32 = 2;
 /// Connections used besides the handlers: the outbox relay (claim and listener), the sweeper,
-/// the dead-letter keeper, the inbox clean-up, the sales figures' fold and the health check.
+/// the dead-letter keeper, the inbox clean-up, the read models' upkeep and the health check.
 const BACKGROUND_CONNECTIONS: u32 = 7;
 
 /// A pool with a connection for every handler that can run at once, so handlers never queue
@@ -237,7 +237,7 @@ pub async fn run(
             max_attempts: config.email_max_attempts,
         },
     );
-    let projections = ProjectionsHandler::new(pool.clone());
+    let projections = ProjectionsHandler;
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.amqp_management_url.is_empty() {
@@ -247,7 +247,14 @@ pub async fn run(
             .map_err(|error| Error::Config(error.to_string()))?;
         tasks.spawn(management.keep(topology.policies(), stopping()));
     }
-    tasks.spawn(consumer(WorkQueue::Saga, settings.clone()).run(saga.clone(), stopping()));
+    // At most two saga batches at a time: every reservation takes the same few item rows, so a
+    // third batch would only wait (and PostgreSQL checks each wait of over a second for
+    // deadlocks); two keep one reserving while the other records payments.
+    let saga_settings = ConsumerSettings {
+        concurrency: settings.concurrency.min(2),
+        ..settings.clone()
+    };
+    tasks.spawn(consumer(WorkQueue::Saga, saga_settings).run(saga.clone(), stopping()));
     // An email's handler may wait out an outage to record a send the SMTP server already took.
     // One batch at a time, as large as the concurrency: every email of a batch is sent at once,
     // so the emails in flight (those a killed worker leaves unknown) stay at the concurrency.
@@ -263,7 +270,7 @@ pub async fn run(
         DeadLetterKeeper::new(broker.clone(), topology.clone(), pool.clone()).run(stopping()),
     );
     tasks.spawn(saga.run_sweeper(stopping()));
-    tasks.spawn(projections::fold_sales_stats(pool.clone(), stopping()));
+    tasks.spawn(projections::keep_read_models(pool.clone(), stopping()));
     tasks.spawn(forget_old_messages(pool.clone(), stopping()));
 
     let address = listener.local_addr()?;

@@ -186,10 +186,11 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         let advanced = self.with_retries("a batch of saga messages", |shell, tx| {
             let messages = messages.clone();
             Box::pin(async move {
-                let order_ids: Vec<OrderId> = messages.iter().map(|m| m.order_id).collect();
-                lock_batch(tx, &order_ids, &order_ids).await?;
+                // The inbox rows first, then the row locks: the order the single path takes them.
                 let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
                 let fresh = inbox::record_messages(tx, CONSUMER, &ids).await?;
+                let order_ids: Vec<OrderId> = messages.iter().map(|m| m.order_id).collect();
+                lock_batch(tx, &order_ids, |_, _| true).await?;
                 let mut owed = Vec::new();
                 for message in messages.iter() {
                     let saga = if fresh.contains(&message.id) {
@@ -237,16 +238,20 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 let owed = owed.clone();
                 let answers = answers.clone();
                 Box::pin(async move {
-                    // An answer other than an authorization gives stock back: only those orders'
-                    // items are locked, so that confirmations do not wait for reservations.
+                    // An answer other than an authorization, or any answer for an order
+                    // cancelled meanwhile, gives stock back: only those orders' items are locked,
+                    // so that confirmations do not wait for reservations.
                     let order_ids: Vec<OrderId> = owed.iter().map(|(r, _)| r.order_id).collect();
-                    let releasing: Vec<OrderId> = owed
+                    let unauthorized: Vec<OrderId> = owed
                         .iter()
                         .zip(answers.iter())
                         .filter(|(_, (reply, _))| *reply != SagaEvent::PaymentAuthorized)
                         .map(|((request, _), _)| request.order_id)
                         .collect();
-                    lock_batch(tx, &order_ids, &releasing).await?;
+                    lock_batch(tx, &order_ids, |order_id, cancelled| {
+                        cancelled || unauthorized.contains(&order_id)
+                    })
+                    .await?;
                     for ((request, metadata), (reply, payment)) in owed.iter().zip(answers.iter()) {
                         shell
                             .record_answer(tx, request.order_id, *reply, payment.as_ref(), metadata)
@@ -633,19 +638,25 @@ impl SagaMessage {
 }
 
 /// Takes a batch's row locks up front, in the order every path takes them: sagas, then orders
-/// (both by order id), then the items of the orders whose stock moves (by SKU). Two batches, or a
+/// (both by order id), then the items of the orders whose stock moves (by SKU), as
+/// `moves_stock(order, cancelled)` tells. Two batches, or a
 /// batch and a single message or the sweeper, then wait for each other instead of deadlocking.
 async fn lock_batch(
     tx: &mut PgConnection,
     order_ids: &[OrderId],
-    moving_stock: &[OrderId],
+    moves_stock: impl Fn(OrderId, bool) -> bool,
 ) -> Result<()> {
     let mut order_ids = order_ids.to_vec();
     order_ids.sort_by_key(|id| id.as_uuid());
     sagas::lock_sagas(tx, &order_ids).await?;
-    orders::lock_orders(tx, &order_ids).await?;
-    if !moving_stock.is_empty() {
-        inventory::lock_items_of_orders(tx, moving_stock).await?;
+    let cancelled = orders::lock_orders(tx, &order_ids).await?;
+    let moving: Vec<OrderId> = order_ids
+        .iter()
+        .copied()
+        .filter(|id| moves_stock(*id, cancelled.contains(id)))
+        .collect();
+    if !moving.is_empty() {
+        inventory::lock_items_of_orders(tx, &moving).await?;
     }
     Ok(())
 }

@@ -32,7 +32,5 @@ INSERT INTO order_views (order_id, customer_id, status, failure_reason, items, t
   ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, failure_reason = excluded.failure_reason,
       updated_at = excluded.updated_at, version = excluded.version
   WHERE order_views.version < excluded.version;
-INSERT INTO sales_stats (currency, status, order_count, total_amount) VALUES ('USD', 'pending', 1, 1999)
-  ON CONFLICT (currency, status) DO UPDATE SET order_count = sales_stats.order_count + 1,
-      total_amount = sales_stats.total_amount + excluded.total_amount, updated_at = now();
+INSERT INTO sales_stats_changes (currency, status, order_count, total_amount) VALUES ('USD', 'pending', 1, 1999);
 COMMIT;

@@ -116,7 +116,17 @@ impl OutboxRelay {
         // tried again later, after the aggregate's events that followed it. Every consumer reads
         // the state, not the sequence, of an order, so that is harmless.
         let envelopes: Vec<Envelope> = batch.iter().map(|event| self.envelope(event)).collect();
-        let results = self.publisher.publish_all(&envelopes).await;
+        let mut results = self.publisher.publish_all(&envelopes).await;
+        if results
+            .iter()
+            .any(|result| matches!(result, Err(Error::Unroutable(_))))
+        {
+            // The client may credit a returned message to another confirm of the same pipelined
+            // batch; publishing the batch again one message at a time finds exactly which ones
+            // no queue takes (a copy of one that went through is a duplicate, which every
+            // consumer's inbox drops).
+            results = self.publish_one_by_one(&envelopes).await;
+        }
         for (event, result) in batch.iter().zip(results) {
             match result {
                 Ok(()) => published.push(event.seq),
@@ -150,6 +160,30 @@ impl OutboxRelay {
             outbox::release_claims(&mut conn, &unsent).await?;
         }
         outcome.map(|()| report)
+    }
+
+    /// Publishes each envelope and waits for its confirm before the next; once the broker is
+    /// unreachable, the rest are not tried.
+    async fn publish_one_by_one(&self, envelopes: &[Envelope]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(envelopes.len());
+        let mut lost: Option<String> = None;
+        for envelope in envelopes {
+            if let Some(error) = &lost {
+                results.push(Err(Error::ChannelLost(error.clone())));
+                continue;
+            }
+            let result = self.publisher.publish(envelope).await;
+            if let Err(error) = &result
+                && !matches!(
+                    error,
+                    Error::Nacked | Error::Unroutable(_) | Error::Encode(_)
+                )
+            {
+                lost = Some(error.to_string());
+            }
+            results.push(result);
+        }
+        results
     }
 
     fn envelope(&self, event: &PendingEvent) -> Envelope {

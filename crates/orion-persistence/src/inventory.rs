@@ -221,14 +221,16 @@ fn merge_lines(lines: &[StockLine]) -> Result<(Vec<String>, Vec<i32>)> {
 
 /// Locks every item the orders hold or ask for, in SKU order: a transaction that moves the stock
 /// of several orders takes its item locks up front, in the same order as every other, so two such
-/// transactions wait for each other instead of deadlocking.
+/// transactions wait for each other instead of deadlocking. `no key update`, the lock the stock
+/// updates take anyway: a placement's foreign-key check (`key share`, in its lines' order) does
+/// not wait for it.
 pub async fn lock_items_of_orders(conn: &mut PgConnection, order_ids: &[OrderId]) -> Result<()> {
     let ids: Vec<uuid::Uuid> = order_ids.iter().map(|id| id.as_uuid()).collect();
     sqlx::query!(
         r#"select i.sku from inventory_items i
            where i.sku in (select l.sku from order_items l where l.order_id = any($1))
            order by i.sku
-           for update of i"#,
+           for no key update of i"#,
         &ids,
     )
     .fetch_all(conn)
@@ -248,7 +250,7 @@ pub async fn reserve_stock(
 ) -> Result<Vec<StockLevel>> {
     let (skus, quantities) = merge_lines(lines)?;
     let locked = sqlx::query!(
-        "select sku, available from inventory_items where sku = any($1) order by sku for update",
+        "select sku, available from inventory_items where sku = any($1) order by sku for no key update",
         &skus,
     )
     .fetch_all(&mut *conn)
@@ -405,7 +407,7 @@ async fn lock_held_items(conn: &mut PgConnection, order_id: OrderId) -> Result<(
     sqlx::query!(
         r#"select i.sku from inventory_items i
            where i.sku in (select sku from inventory_reservations where order_id = $1 and status = 'held')
-           order by i.sku for update"#,
+           order by i.sku for no key update"#,
         order_id.as_uuid(),
     )
     .fetch_all(conn)

@@ -154,16 +154,20 @@ pub async fn lock_order(conn: &mut PgConnection, id: OrderId) -> Result<Option<O
     }
 }
 
-/// Locks several orders' rows, in id order (see [`lock_order`]).
-pub async fn lock_orders(conn: &mut PgConnection, ids: &[OrderId]) -> Result<()> {
+/// Locks several orders' rows, in id order (see [`lock_order`]); returns the cancelled ones.
+pub async fn lock_orders(conn: &mut PgConnection, ids: &[OrderId]) -> Result<Vec<OrderId>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-    sqlx::query!(
-        "select id from orders where id = any($1) order by id for update",
+    let rows = sqlx::query!(
+        "select id, status from orders where id = any($1) order by id for update",
         &ids,
     )
     .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.status == OrderStatus::Cancelled.as_str())
+        .map(|r| OrderId::from_uuid(r.id))
+        .collect())
 }
 
 /// The payment token the client sent with an order, if any.

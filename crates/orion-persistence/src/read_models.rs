@@ -244,18 +244,32 @@ pub async fn order_view_version(
     Ok(row)
 }
 
-/// Of `order_ids`, those whose view is missing or behind its order, or that have no order at
-/// all: one statement for a batch of events, so a view that has caught up costs nothing more.
-pub async fn views_not_caught_up(conn: &mut PgConnection, order_ids: &[Uuid]) -> Result<Vec<Uuid>> {
-    let rows = sqlx::query_scalar!(
-        r#"select m.id as "id!"
-           from unnest($1::uuid[]) as m(id)
-           left join orders o on o.id = m.id
-           left join order_views v on v.order_id = m.id
-           where o.id is null or v.order_id is null or v.version < o.version"#,
-        order_ids,
+/// One page of the read models' check: of the orders after `after` (by id, at most `limit`), those
+/// whose view is missing or behind, and the last order id looked at (`None` past the last order).
+pub async fn views_behind_after(
+    conn: &mut PgConnection,
+    after: Uuid,
+    limit: i64,
+) -> Result<(Vec<Uuid>, Option<Uuid>)> {
+    let rows = sqlx::query!(
+        r#"select o.id as "id!", (v.order_id is null or v.version < o.version) as "behind!"
+           from orders o left join order_views v on v.order_id = o.id
+           where o.id > $1
+           order by o.id
+           limit $2"#,
+        after,
+        limit,
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows)
+    let last = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok((
+        rows.into_iter()
+            .filter(|r| r.behind)
+            .map(|r| r.id)
+            .collect(),
+        last,
+    ))
 }

@@ -19,8 +19,8 @@ use orion_persistence::{PgConnection, inbox};
 use uuid::Uuid;
 
 use super::{
-    CONSUMER, EmailHandler, EmailKind, Outcome, RECORD_WINDOW, Rendered, SEND_LEASE, message_id,
-    write_failed, write_sent,
+    CONSUMER, EmailHandler, EmailKind, Letter, Outcome, RECORD_WINDOW, Rendered, SEND_LEASE,
+    message_id, write_failed, write_sent,
 };
 use crate::{Error, Result};
 
@@ -141,56 +141,74 @@ impl EmailHandler {
         let now = crate::now();
         let mut claimed = Claimed::default();
         let mut done = Vec::new();
+        // Every letter of the batch first, then the deliveries claimed (and locked) in one order,
+        // dedupe key by dedupe key: copies of one event in two batches cannot deadlock.
+        let mut letters: Vec<(&Message, Letter)> = Vec::new();
         for message in messages.iter().filter(|m| !handled.contains(&m.id)) {
-            let mut letters = self
+            let composed = self
                 .compose(&mut tx, message.kind, &message.event, message.id)
                 .await?;
-            // Delivery locks in one order, as two copies of an event may be in two batches.
-            letters.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
-            let mut deliveries = Vec::with_capacity(letters.len());
-            for letter in &letters {
-                let delivery = emails::claim_delivery(
-                    &mut tx,
-                    &NewDelivery {
-                        dedupe_key: &letter.dedupe_key,
-                        order_id: letter.order_id,
-                        kind: message.kind.as_str(),
-                        recipient: &letter.recipient,
-                    },
-                )
-                .await?;
-                deliveries.push(delivery);
+            if composed.is_empty() {
+                done.push(message.id);
             }
-            if deliveries
-                .iter()
-                .any(|d| d.status == DeliveryStatus::Sending)
-            {
-                claimed.alone.push(message.index);
+            letters.extend(composed.into_iter().map(|letter| (message, letter)));
+        }
+        letters.sort_by(|a, b| a.1.dedupe_key.cmp(&b.1.dedupe_key));
+        let mut deliveries = Vec::with_capacity(letters.len());
+        for (message, letter) in &letters {
+            let delivery = emails::claim_delivery(
+                &mut tx,
+                &NewDelivery {
+                    dedupe_key: &letter.dedupe_key,
+                    order_id: letter.order_id,
+                    kind: message.kind.as_str(),
+                    recipient: &letter.recipient,
+                },
+            )
+            .await?;
+            deliveries.push(delivery);
+        }
+        // A message with a delivery someone is sending (or was, and died) takes the single path,
+        // which knows how to wait for it; none of its deliveries is touched here.
+        let mut alone: Vec<usize> = letters
+            .iter()
+            .zip(&deliveries)
+            .filter(|(_, delivery)| delivery.status == DeliveryStatus::Sending)
+            .map(|((message, _), _)| message.index)
+            .collect();
+        alone.dedup();
+        let mut pending: Vec<usize> = Vec::new();
+        for ((message, letter), delivery) in letters.iter().zip(&deliveries) {
+            if alone.contains(&message.index) || delivery.status != DeliveryStatus::Pending {
                 continue;
             }
-            let mut pending = false;
-            for (letter, delivery) in letters.into_iter().zip(deliveries) {
-                if delivery.status != DeliveryStatus::Pending {
-                    continue;
-                }
-                pending = true;
-                let rendered = self.templates.render(message.kind, &letter.values)?;
-                emails::mark_sending(&mut tx, delivery.id, now + SEND_LEASE, now).await?;
-                claimed.sends.push(Send {
-                    index: message.index,
-                    message_id: message_id(&letter),
-                    recipient: letter.recipient,
-                    rendered,
-                    outcome: Outcome {
-                        delivery_id: delivery.id,
-                        order_id: letter.order_id,
-                        kind: message.kind,
-                        attempts: u32::try_from(delivery.attempts).unwrap_or(0) + 1,
-                        inbox_id: None,
-                    },
-                });
+            let rendered = self.templates.render(message.kind, &letter.values)?;
+            emails::mark_sending(&mut tx, delivery.id, now + SEND_LEASE, now).await?;
+            claimed.sends.push(Send {
+                index: message.index,
+                message_id: message_id(letter),
+                recipient: letter.recipient.clone(),
+                rendered,
+                outcome: Outcome {
+                    delivery_id: delivery.id,
+                    order_id: letter.order_id,
+                    kind: message.kind,
+                    attempts: u32::try_from(delivery.attempts).unwrap_or(0) + 1,
+                    inbox_id: None,
+                },
+            });
+            pending.push(message.index);
+        }
+        // Each message with letters: alone, waiting for its sends' record, or done already.
+        let mut seen: Vec<usize> = Vec::new();
+        for (message, _) in &letters {
+            if seen.contains(&message.index) {
+                continue;
             }
-            if pending {
+            seen.push(message.index);
+            if alone.contains(&message.index) {
+                claimed.alone.push(message.index);
+            } else if pending.contains(&message.index) {
                 claimed.pending_messages.push((message.index, message.id));
             } else {
                 done.push(message.id);
