@@ -227,45 +227,51 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
                 return None;
             }
         };
-        if !owed.is_empty() {
-            let answers = futures_util::future::join_all(
-                owed.iter().map(|(request, _)| self.answer(request)),
-            )
-            .await;
-            let owed = Arc::new(owed);
-            let answers = Arc::new(answers);
-            let recorded = self.with_retries("a batch of payment answers", |shell, tx| {
-                let owed = owed.clone();
-                let answers = answers.clone();
-                Box::pin(async move {
-                    // An answer other than an authorization, or any answer for an order
-                    // cancelled meanwhile, gives stock back: only those orders' items are locked,
-                    // so that confirmations do not wait for reservations.
-                    let order_ids: Vec<OrderId> = owed.iter().map(|(r, _)| r.order_id).collect();
-                    let unauthorized: Vec<OrderId> = owed
-                        .iter()
-                        .zip(answers.iter())
-                        .filter(|(_, (reply, _))| *reply != SagaEvent::PaymentAuthorized)
-                        .map(|((request, _), _)| request.order_id)
-                        .collect();
-                    lock_batch(tx, &order_ids, |order_id, cancelled| {
-                        cancelled || unauthorized.contains(&order_id)
-                    })
-                    .await?;
-                    for ((request, metadata), (reply, payment)) in owed.iter().zip(answers.iter()) {
-                        shell
-                            .record_answer(tx, request.order_id, *reply, payment.as_ref(), metadata)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            });
-            if let Err(error) = recorded.await {
-                tracing::debug!(%error, "payment answers of a batch not recorded; one by one");
-                return None;
-            }
+        if let Err(error) = self.pay_all(owed).await {
+            tracing::debug!(%error, "payment answers of a batch not recorded; one by one");
+            return None;
         }
         Some(outcomes)
+    }
+
+    /// Asks the provider for every payment owed, side by side, then records every answer and
+    /// carries each saga on, in one transaction.
+    async fn pay_all(&self, owed: Vec<(PaymentRequest, EventMetadata)>) -> Result<()> {
+        if owed.is_empty() {
+            return Ok(());
+        }
+        let answers =
+            futures_util::future::join_all(owed.iter().map(|(request, _)| self.answer(request)))
+                .await;
+        let owed = Arc::new(owed);
+        let answers = Arc::new(answers);
+        let recorded = self.with_retries("a batch of payment answers", |shell, tx| {
+            let owed = owed.clone();
+            let answers = answers.clone();
+            Box::pin(async move {
+                // An answer other than an authorization, or any answer for an order
+                // cancelled meanwhile, gives stock back: only those orders' items are locked,
+                // so that confirmations do not wait for reservations.
+                let order_ids: Vec<OrderId> = owed.iter().map(|(r, _)| r.order_id).collect();
+                let unauthorized: Vec<OrderId> = owed
+                    .iter()
+                    .zip(answers.iter())
+                    .filter(|(_, (reply, _))| *reply != SagaEvent::PaymentAuthorized)
+                    .map(|((request, _), _)| request.order_id)
+                    .collect();
+                lock_batch(tx, &order_ids, |order_id, cancelled| {
+                    cancelled || unauthorized.contains(&order_id)
+                })
+                .await?;
+                for ((request, metadata), (reply, payment)) in owed.iter().zip(answers.iter()) {
+                    shell
+                        .record_answer(tx, request.order_id, *reply, payment.as_ref(), metadata)
+                        .await?;
+                }
+                Ok(())
+            })
+        });
+        recorded.await
     }
 
     /// The payment step: asks the provider for the order's authorization and feeds its answer to
@@ -365,8 +371,51 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         None
     }
 
-    /// Resumes every overdue step once; returns how many sagas it looked at.
+    /// Resumes every overdue step once; returns how many sagas it looked at. Up to
+    /// `SWEEP_BATCH` at a time as one batch, like messages (under a backlog, orders waiting in the
+    /// queue pass their first deadline by the thousand); one by one if the batch fails, so that a
+    /// saga with trouble of its own is postponed without holding up the others.
     pub async fn sweep_once(&self) -> Result<usize> {
+        let batch = self.with_retries("a batch of overdue sagas", |shell, tx| {
+            Box::pin(async move {
+                let limit = i64::try_from(SWEEP_BATCH).unwrap_or(i64::MAX);
+                let overdue = sagas::lock_overdue(tx, now(), limit).await?;
+                lock_batch(tx, &overdue, |_, _| true).await?;
+                let mut owed = Vec::new();
+                for order_id in &overdue {
+                    let metadata = sweep_metadata(*order_id);
+                    let saga = shell
+                        .advance(tx, *order_id, Trigger::Deadline, &metadata, now())
+                        .await?;
+                    if let Some(request) = payment_due(tx, &saga).await? {
+                        owed.push((request, metadata));
+                    }
+                }
+                Ok((overdue.len(), owed))
+            })
+        });
+        match batch.await {
+            Ok((swept, owed)) => {
+                // An answer not recorded now is owed still: the saga's deadline brings it back.
+                if let Err(error) = self.pay_all(owed).await {
+                    if error.is_unavailable() {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, "payments of overdue sagas not recorded; next sweep");
+                }
+                Ok(swept)
+            }
+            Err(error) if error.is_unavailable() => Err(error),
+            Err(error) => {
+                tracing::debug!(%error, "overdue sagas not resumed as a batch; one by one");
+                self.sweep_one_by_one().await
+            }
+        }
+    }
+
+    /// Resumes overdue steps one saga at a time, postponing those that fail for a reason of their
+    /// own.
+    async fn sweep_one_by_one(&self) -> Result<usize> {
         let mut swept = 0;
         while swept < SWEEP_BATCH {
             let mut tx = self.pool.begin().await?;
@@ -374,10 +423,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             let Some(order_id) = overdue.first().copied() else {
                 break;
             };
-            let metadata = EventMetadata {
-                correlation_id: Some(order_id.as_uuid()),
-                ..EventMetadata::default()
-            };
+            let metadata = sweep_metadata(order_id);
             let advanced = async {
                 let saga = self
                     .advance(&mut tx, order_id, Trigger::Deadline, &metadata, now())
@@ -659,6 +705,14 @@ async fn lock_batch(
         inventory::lock_items_of_orders(tx, &moving).await?;
     }
     Ok(())
+}
+
+/// What the events of a saga the sweeper resumed are traced to: the order.
+fn sweep_metadata(order_id: OrderId) -> EventMetadata {
+    EventMetadata {
+        correlation_id: Some(order_id.as_uuid()),
+        ..EventMetadata::default()
+    }
 }
 
 /// The payment request the saga is owed, if its state says the provider must be asked.

@@ -67,29 +67,18 @@ pub(crate) fn bench_api(
     let logs = workspace::target_dir()?.join("pgbench-logs");
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-j", "2", "-l", "--log-prefix"])
-        .arg(logs.join("tx"))
-        .args(["-c", &concurrency.to_string(), "-T", &seconds.to_string()])
-        .arg("-D")
-        .arg(format!("customer={customer}"))
-        .arg("-f")
-        .arg(&script)
-        .arg(database.as_str())
-        .current_dir(&logs)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run pgbench")?;
-    let report = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!("pgbench failed:\n{report}");
-    }
-    let tps = report
-        .lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|t| t.parse::<f64>().ok())
-        .context("no tps in the pgbench report")?;
+    let tps = pgbench_tps(|command| {
+        command
+            .args(["-l", "--log-prefix"])
+            .arg(logs.join("tx"))
+            .args(["-c", &concurrency.to_string(), "-T", &seconds.to_string()])
+            .arg("-D")
+            .arg(format!("customer={customer}"))
+            .arg("-f")
+            .arg(&script)
+            .arg(database.as_str())
+            .current_dir(&logs)
+    })?;
     let (p50, p99) = pgbench_percentiles(&logs)?;
     let api_rps: f64 = field(&api_line, "rps").unwrap_or(0.0);
 
@@ -121,6 +110,27 @@ fn pgbench_percentiles(dir: &Path) -> Result<(f64, f64)> {
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
     Ok((at(0.50), at(0.99)))
+}
+
+/// Runs pgbench (prepared statements, two threads, no vacuum, then the arguments `configure`
+/// adds) and returns its transactions per second.
+pub(crate) fn pgbench_tps(configure: impl FnOnce(&mut Command) -> &mut Command) -> Result<f64> {
+    let mut command = Command::new("pgbench");
+    command.args(["-n", "-M", "prepared", "-j", "2"]);
+    let output = configure(&mut command)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run pgbench (it comes with PostgreSQL's client package)")?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("pgbench failed:\n{report}");
+    }
+    report
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|t| t.parse::<f64>().ok())
+        .context("no tps in the pgbench report")
 }
 
 pub(crate) fn psql(url: &str, sql: &str) -> Result<()> {

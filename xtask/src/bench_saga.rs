@@ -15,12 +15,12 @@
 //! - Memory: each worker's resident set at full throughput, and optionally over a soak.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{free_address, fresh_database, psql, psql_value, run_load};
+use crate::bench::{free_address, fresh_database, pgbench_tps, psql, psql_value, run_load};
 use crate::proc_stats::{cpu_of_command, memory_kib, process_tree_cpu};
 use crate::services::{self, step};
 use crate::supervisor::Supervisor;
@@ -446,27 +446,16 @@ fn commit_ceiling(database: &str) -> Result<f64> {
     )?;
     let script = workspace::target_dir()?.join("bench-commit.sql");
     std::fs::write(&script, "insert into bench_commit default values;\n")?;
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-j", "2"])
-        .args(["-c", &CEILING_CLIENTS.to_string()])
-        .args(["-T", &CEILING_SECONDS.to_string()])
-        .arg("-f")
-        .arg(&script)
-        .arg(database)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run pgbench (it comes with PostgreSQL's client package)")?;
-    let report = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!("pgbench failed:\n{report}");
-    }
+    let tps = pgbench_tps(|command| {
+        command
+            .args(["-c", &CEILING_CLIENTS.to_string()])
+            .args(["-T", &CEILING_SECONDS.to_string()])
+            .arg("-f")
+            .arg(&script)
+            .arg(database)
+    })?;
     psql(database, "drop table bench_commit")?;
-    report
-        .lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|t| t.parse::<f64>().ok())
-        .context("no tps in the pgbench report")
+    Ok(tps)
 }
 
 fn load(
