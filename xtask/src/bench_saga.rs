@@ -84,14 +84,7 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
     for workers in [1u32, 2] {
         results.push(run.drain_and_pace(&mut supervisor, &api_address, workers, bench)?);
     }
-    let soak = if bench.soak_seconds > 0 {
-        let rate = results[0].sagas_per_second / 2.0;
-        Some(run.soak(&mut supervisor, &api_address, rate, bench.soak_seconds)?)
-    } else {
-        None
-    };
-    supervisor.stop_all();
-
+    // The figures before the soak, which may take a while.
     println!();
     println!(
         "ceiling: pgbench {CEILING_CLIENTS} clients, one-row insert per transaction: {ceiling:.1} commits/s"
@@ -105,9 +98,12 @@ pub(crate) fn bench_saga(bench: &SagaBench<'_>) -> Result<()> {
             two.sagas_per_second / one.sagas_per_second
         );
     }
-    if let Some(soak) = soak {
+    if bench.soak_seconds > 0 {
+        let rate = results[0].sagas_per_second / 2.0;
+        let soak = run.soak(&mut supervisor, &api_address, rate, bench.soak_seconds)?;
         println!("{soak}");
     }
+    supervisor.stop_all();
     Ok(())
 }
 
@@ -444,8 +440,11 @@ fn commit_ceiling(database: &str) -> Result<f64> {
         database,
         "drop table if exists bench_commit; create table bench_commit (id bigserial primary key, at timestamptz not null default now())",
     )?;
-    let script = workspace::target_dir()?.join("bench-commit.sql");
-    std::fs::write(&script, "insert into bench_commit default values;\n")?;
+    let scratch = workspace::target_dir()?;
+    std::fs::create_dir_all(&scratch)?;
+    let script = scratch.join("bench-commit.sql");
+    std::fs::write(&script, "insert into bench_commit default values;\n")
+        .with_context(|| format!("cannot write {}", script.display()))?;
     let tps = pgbench_tps(|command| {
         command
             .args(["-c", &CEILING_CLIENTS.to_string()])
