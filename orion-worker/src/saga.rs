@@ -181,7 +181,9 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         if messages.is_empty() {
             return Some(outcomes);
         }
-        messages.sort_by_key(|m| m.order_id.as_uuid());
+        // A message delivered twice into one batch is handled once.
+        messages.sort_by_key(|m| (m.order_id.as_uuid(), m.id));
+        messages.dedup_by_key(|m| m.id);
         let messages = Arc::new(messages);
         let advanced = self.with_retries("a batch of saga messages", |shell, tx| {
             let messages = messages.clone();

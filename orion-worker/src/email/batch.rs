@@ -154,6 +154,27 @@ impl EmailHandler {
             letters.extend(composed.into_iter().map(|letter| (message, letter)));
         }
         letters.sort_by(|a, b| a.1.dedupe_key.cmp(&b.1.dedupe_key));
+        // One letter per dedupe key: a message delivered twice into one batch, or two events that
+        // owe the same email, must not have it sent twice. A message whose letter another one
+        // carries is settled once that one is out: by the inbox when it is the same message,
+        // by the single path (which finds the delivery done) when it is another.
+        let mut unique: Vec<(&Message, Letter)> = Vec::with_capacity(letters.len());
+        let mut after_batch: Vec<usize> = Vec::new();
+        for (message, letter) in letters {
+            if let Some((kept, _)) = unique
+                .last()
+                .filter(|(_, kept)| kept.dedupe_key == letter.dedupe_key)
+            {
+                if kept.id != message.id {
+                    after_batch.push(message.index);
+                }
+                continue;
+            }
+            unique.push((message, letter));
+        }
+        let letters = unique;
+        after_batch.retain(|index| !letters.iter().any(|(m, _)| m.index == *index));
+        after_batch.dedup();
         let mut deliveries = Vec::with_capacity(letters.len());
         for (message, letter) in &letters {
             let delivery = emails::claim_delivery(
@@ -214,6 +235,7 @@ impl EmailHandler {
                 done.push(message.id);
             }
         }
+        claimed.alone.extend(after_batch);
         inbox::record_messages(&mut tx, CONSUMER, &done).await?;
         tx.commit().await?;
         Ok(claimed)
