@@ -53,4 +53,12 @@ pub enum Error {
     Persistence(#[from] orion_persistence::Error),
 }
 
+impl Error {
+    /// The message itself was refused (a nack, no queue bound, not encodable), as opposed to the
+    /// broker being unreachable: the message waits out a backoff, the rest carry on.
+    pub fn is_message_fault(&self) -> bool {
+        matches!(self, Self::Nacked | Self::Unroutable(_) | Self::Encode(_))
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -87,18 +87,14 @@ impl Publisher {
                     continue;
                 }
             };
-            let sent = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    envelope.kind.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &payload,
-                    envelope.properties(),
-                )
-                .await;
+            let sent = start_publish(
+                &channel,
+                &exchange,
+                &envelope.kind,
+                &payload,
+                envelope.properties(),
+            )
+            .await;
             match sent {
                 Ok(confirm) => pending.push(Ok((confirm, envelope.kind.as_str()))),
                 Err(error) => {
@@ -150,19 +146,7 @@ impl Publisher {
         properties: BasicProperties,
     ) -> Result<()> {
         let channel = self.channel().await?;
-        let options = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-        let sent = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                options,
-                payload,
-                properties,
-            )
-            .await;
+        let sent = start_publish(&channel, exchange, routing_key, payload, properties).await;
         // A broker under a resource alarm accepts but does not confirm; give up rather than hang.
         let confirmation = match sent {
             Ok(confirm) => match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
@@ -181,6 +165,29 @@ impl Publisher {
         }
         outcome
     }
+}
+
+/// Sends one message, `mandatory` (an unroutable one comes back as a failure); the returned
+/// confirm is awaited by the caller.
+async fn start_publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> lapin::Result<lapin::PublisherConfirm> {
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            payload,
+            properties,
+        )
+        .await
 }
 
 /// What the broker's answer to one publish means.

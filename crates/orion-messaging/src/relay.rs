@@ -130,7 +130,7 @@ impl OutboxRelay {
         for (event, result) in batch.iter().zip(results) {
             match result {
                 Ok(()) => published.push(event.seq),
-                Err(error @ (Error::Nacked | Error::Unroutable(_) | Error::Encode(_))) => {
+                Err(error) if error.is_message_fault() => {
                     // This message is the problem, not the broker: park the row for a while.
                     tracing::warn!(event.id = %event.id, event.type = %event.event_type, %error, "publication failed; will retry");
                     failed.push((event.seq, error.to_string(), backoff(event.attempts)));
@@ -174,10 +174,7 @@ impl OutboxRelay {
             }
             let result = self.publisher.publish(envelope).await;
             if let Err(error) = &result
-                && !matches!(
-                    error,
-                    Error::Nacked | Error::Unroutable(_) | Error::Encode(_)
-                )
+                && !error.is_message_fault()
             {
                 lost = Some(error.to_string());
             }
