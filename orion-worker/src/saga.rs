@@ -33,7 +33,7 @@ use orion_messaging::{Envelope, Handler, HandlerError};
 use orion_persistence::events::{self, EventMetadata};
 use orion_persistence::inventory::{self, StockLevel};
 use orion_persistence::payments::{self, Payment, PaymentStatus};
-use orion_persistence::{PgConnection, Pool, inbox, orders, sagas};
+use orion_persistence::{PgConnection, Pool, inbox, orders, outbox, sagas};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -435,7 +435,10 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             .await;
             // Committed or rolled back here, so the saga's lock is gone before any postponing.
             let resumed = match advanced {
-                Ok(payment_due) => tx.commit().await.map(|()| payment_due).map_err(Error::from),
+                Ok(payment_due) => outbox::commit(tx)
+                    .await
+                    .map(|()| payment_due)
+                    .map_err(Error::from),
                 Err(error) => {
                     let _ = tx.rollback().await;
                     Err(error)
@@ -527,7 +530,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
             let mut tx = self.pool.begin().await?;
             match work(self, &mut tx).await {
                 Ok(value) => {
-                    tx.commit().await?;
+                    outbox::commit(tx).await?;
                     return Ok(value);
                 }
                 Err(error) if error.is_race() && attempt < ATTEMPTS => {

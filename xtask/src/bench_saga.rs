@@ -314,10 +314,11 @@ impl Run {
         ))
     }
 
-    /// Transactions committed in the benchmark's database so far. The statistics reach the view
-    /// up to a second after the commit, hence the pause.
+    /// Transactions committed in the benchmark's database so far. A session that has just been
+    /// busy hands its counts to the view within ten seconds of going idle (PostgreSQL's idle
+    /// statistics interval), hence the pause; the few background commits meanwhile count too.
     fn commits(&self) -> Result<u64> {
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_secs(11));
         Ok(psql_value(
             &self.database,
             "select xact_commit from pg_stat_database where datname = current_database()",

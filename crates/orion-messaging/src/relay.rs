@@ -1,14 +1,13 @@
 //! The outbox relay: publishes events that transactions wrote to the outbox, marking each only
 //! after the broker confirmed it. At-least-once, in order per aggregate, safe to run in every
-//! process at once. Woken by `LISTEN orion_outbox` and a slow poll; backs off while the database or
-//! the broker is down.
+//! process at once. Woken by this process's commits of events and a slow poll; backs off while the
+//! database or the broker is down.
 
 use std::future::Future;
 use std::time::Duration;
 
 use orion_persistence::Pool;
 use orion_persistence::outbox::{self, PendingEvent};
-use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 
 use crate::{Envelope, Error, Publisher, Result};
@@ -20,7 +19,8 @@ pub struct RelaySettings {
     pub batch: i64,
     /// How long a claim holds before another relay may take the rows.
     pub lease: time::Duration,
-    /// Poll interval when no notification arrives.
+    /// Poll interval when this process commits no events: how soon rows that another process
+    /// wrote and could not relay are taken.
     pub poll: Duration,
     /// Published rows older than this are deleted.
     pub retention: time::Duration,
@@ -208,18 +208,17 @@ impl OutboxRelay {
         RunningRelay { stop, task }
     }
 
-    /// Relays until `shutdown` completes: drains the outbox whenever notified or polled, backs off
+    /// Relays until `shutdown` completes: drains the outbox whenever woken or polled, backs off
     /// after errors, reports its lag and cleans up old rows.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut listener: Option<PgListener> = None;
+        let mut committed = outbox::committed();
         let mut failures: u32 = 0;
         let mut last_cleanup = OffsetDateTime::UNIX_EPOCH;
         let mut last_lag_report: Option<std::time::Instant> = None;
         loop {
-            if listener.is_none() {
-                listener = self.listen().await;
-            }
+            // Commits from here on are for the next round to find.
+            committed.mark_unchanged();
             let round = self.drain().await;
             // Events arriving faster than one per round: the next wake-up waits a moment for
             // more, so that a round (two commits) carries many events instead of one. A quiet
@@ -248,18 +247,16 @@ impl OutboxRelay {
                 Duration::from_millis(250u64.saturating_mul(1 << failures.min(7)))
                     .min(Duration::from_secs(30))
             };
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(drop).map_err(drop),
-                    None => std::future::pending().await,
+            let woken = async {
+                // The sender is a static that is never dropped: `changed` fails never.
+                if committed.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                result = notified => {
-                    if result.is_err() {
-                        listener = None;
-                    } else if linger {
+                () = woken => {
+                    if linger {
                         tokio::time::sleep(BUSY_LINGER).await;
                     }
                 }
@@ -281,12 +278,6 @@ impl OutboxRelay {
                 return Ok(claimed);
             }
         }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen("orion_outbox").await.ok()?;
-        Some(listener)
     }
 
     async fn report_lag(&self) {

@@ -4,13 +4,37 @@
 //! run: none waits on another, and a crashed relay's rows come back when its lease ends. A row is
 //! claimable only when no earlier row of the same aggregate is still unpublished, which keeps
 //! each aggregate's events in order across relays.
+//!
+//! A process wakes its own relays when it commits events ([`commit`]); each relay also polls, which
+//! covers rows another process wrote and could not relay. `LISTEN/NOTIFY` is not used: each
+//! notifying commit takes a database-wide lock at commit, and each listening session spends a
+//! transaction of its own reading the notifications.
 
-use sqlx::PgConnection;
+use std::sync::LazyLock;
+
+use sqlx::{PgConnection, Postgres, Transaction};
 use time::{Duration, OffsetDateTime};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::Result;
 use crate::events::EventMetadata;
+
+/// Counts this process's commits that may have written events; relays watch it.
+static COMMITTED: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::Sender::new(0));
+
+/// Commits a transaction that may have written events, then wakes this process's relays.
+pub async fn commit(tx: Transaction<'_, Postgres>) -> Result<()> {
+    tx.commit().await?;
+    COMMITTED.send_modify(|count| *count = count.wrapping_add(1));
+    Ok(())
+}
+
+/// What a relay waits on: changes whenever this process committed events since it last looked.
+/// Wake-ups coalesce: many commits during a round are one change seen after it.
+pub fn committed() -> watch::Receiver<u64> {
+    COMMITTED.subscribe()
+}
 
 /// An event to publish.
 #[derive(Debug, Clone)]

@@ -28,11 +28,12 @@ pub(crate) async fn begin(
         .map_err(|e| ApiError::database_unavailable(orion_persistence::Error::from(e)))
 }
 
-/// Commits, mapping failure to a problem.
+/// Commits, mapping failure to a problem. Most commands write events, so every commit wakes this
+/// replica's relay.
 pub(crate) async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), ApiError> {
-    tx.commit()
+    orion_persistence::outbox::commit(tx)
         .await
-        .map_err(|e| ApiError::from(orion_persistence::Error::from(e)))
+        .map_err(ApiError::from)
 }
 
 /// A trimmed display name of 1 to 200 characters without control characters (PostgreSQL refuses

@@ -15,7 +15,7 @@ use orion_domain::DomainEvent;
 use orion_messaging::{Envelope, HandlerError};
 use orion_persistence::emails::{self, DeliveryStatus, NewDelivery};
 use orion_persistence::events::EventMetadata;
-use orion_persistence::{PgConnection, inbox};
+use orion_persistence::{PgConnection, inbox, outbox};
 use uuid::Uuid;
 
 use super::{
@@ -256,7 +256,7 @@ impl EmailHandler {
             let attempt = async {
                 let mut tx = self.pool.begin().await?;
                 let retried = self.write_all(&mut tx, messages, claimed, sent).await?;
-                tx.commit().await?;
+                outbox::commit(tx).await?;
                 Ok::<_, Error>(retried)
             }
             .await;

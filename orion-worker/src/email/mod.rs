@@ -19,7 +19,7 @@ use orion_domain::{DomainEvent, Money, OrderId};
 use orion_messaging::{Envelope, Handler, HandlerError};
 use orion_persistence::emails::{self, DeliveryStatus, NewDelivery};
 use orion_persistence::events::{self, EventMetadata};
-use orion_persistence::{PgConnection, Pool, inbox, inventory, orders, users};
+use orion_persistence::{PgConnection, Pool, inbox, inventory, orders, outbox, users};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -358,7 +358,7 @@ impl EmailHandler {
             let recorded = async {
                 let mut tx = self.pool.begin().await?;
                 write_sent(&mut tx, outcome, message_id, metadata, crate::now()).await?;
-                tx.commit().await?;
+                outbox::commit(tx).await?;
                 Ok::<(), Error>(())
             }
             .await;
@@ -394,7 +394,7 @@ impl EmailHandler {
         now: OffsetDateTime,
     ) -> Result<()> {
         write_failed(&mut tx, outcome, error, metadata, now).await?;
-        tx.commit().await?;
+        outbox::commit(tx).await?;
         outcome.observe_failed(error);
         Ok(())
     }
