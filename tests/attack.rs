@@ -104,6 +104,23 @@ async fn made_up_api_keys_count_against_the_client_and_a_real_key_gets_its_own_b
     for _ in 0..3 {
         assert_eq!(with_key().send().await.unwrap().status(), 200);
     }
+    // SDKs send a key as a bearer token, often beside `X-Api-Key`: the same key, through the
+    // gateway and the API, in the key's own bucket (the address's is spent).
+    let sdk_style = http
+        .get(gateway.url("/api/orders"))
+        .bearer_auth(&key)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sdk_style.status(), 200);
+    let bearer_alone = http
+        .get(gateway.url("/api/orders"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer_alone.status(), 200);
     gateway.stop().await;
     api.stop().await;
 }

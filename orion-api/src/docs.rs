@@ -52,7 +52,7 @@ impl Modify for SecuritySchemes {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Api-Key",
-                "An integrator's API key (also accepted as `Authorization: ApiKey <key>`)",
+                "An integrator's API key (also accepted as `Authorization: ApiKey <key>` or `Authorization: Bearer <key>`)",
             ))),
         );
     }

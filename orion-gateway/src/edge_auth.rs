@@ -124,8 +124,10 @@ impl EdgeAuth {
             Credential::ApiKey(key) => Some(keyed_hash(&self.key_salt, key)),
             _ => None,
         };
-        // An `X-Api-Key` beside an `Authorization` header is one the API never looks at.
-        let ignored_key = authorization.is_some() && x_api_key.is_some();
+        // An `X-Api-Key` beside an `Authorization` header is one the API never looks at, unless
+        // it is the very key the header carries (SDKs send a key both ways).
+        let ignored_key = authorization.is_some()
+            && x_api_key.is_some_and(|sent| credential != Credential::ApiKey(sent.trim()));
         let query_token;
         let token = match credential {
             Credential::Bearer(token) => Some(token),
@@ -389,6 +391,21 @@ mod tests {
         let real = edge.identify(&Method::GET, &uri, &headers).unwrap();
         assert_eq!(both.key, real.key, "Authorization wins, as in the API");
         assert!(both.ignored_key && !real.ignored_key);
+    }
+
+    #[test]
+    fn a_key_sent_as_bearer_and_as_x_api_key_is_one_key_caller() {
+        let uri: Uri = "/api/orders".parse().unwrap();
+        let mut headers = bearer_headers("ork_abc_def");
+        headers.insert("x-api-key", "ork_abc_def".parse().unwrap());
+        let edge = edge();
+        let both = edge.identify(&Method::GET, &uri, &headers).unwrap();
+        headers.remove(header::AUTHORIZATION);
+        let alone = edge.identify(&Method::GET, &uri, &headers).unwrap();
+        assert_eq!(both.user, None);
+        assert!(both.key.is_some());
+        assert_eq!(both.key, alone.key, "the same key either way");
+        assert!(!both.ignored_key);
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod password;
 mod principal;
 mod token;
 
-pub use credential::Credential;
+pub use credential::{API_KEY_START, Credential};
 pub use password::{HASH_MEMORY_KIB, Password, hash_password, verify_password};
 pub use principal::{Principal, Role, Scope};
 pub use token::{
