@@ -18,10 +18,15 @@ use crate::AppState;
         title = "Orion API",
         description = "Orders, inventory and accounts of the Orion order-processing suite. \
             Errors are RFC 7807 `application/problem+json` documents whose `type` is stable per kind.",
-        license(name = "MIT OR Apache-2.0"),
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+        contact(name = "Orion maintainers"),
+    ),
+    servers(
+        (url = "http://127.0.0.1:8080", description = "The gateway, as `cargo xtask up` starts it"),
+        (url = "https://127.0.0.1:8443", description = "The gateway over TLS (its development certificate)"),
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(crate::models::StatusName)),
+    components(schemas(crate::names::StatusName)),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "orders", description = "Placing, following and changing orders"),
@@ -59,28 +64,66 @@ impl Modify for SecuritySchemes {
 }
 
 /// Answers any operation can give that its handler does not name: malformed input, an unusable
-/// body, and an overloaded or unreachable dependency. Applied once the routes have added their
-/// paths.
+/// body, and the edge's and the dependencies' answers (rate limits, an unreachable replica, an
+/// unavailable database), which the gateway — the address every client uses — gives for any
+/// route. Also the headers every answer carries, the `Idempotency-Key` rule, and `security: []`
+/// on public operations. Applied once the routes have added their paths.
 pub(crate) struct CommonResponses;
+
+/// The shared answers, by status, and their names under `components.responses`.
+const SHARED: [(&str, &str, &str); 5] = [
+    (
+        "429",
+        "TooManyRequests",
+        "Rate limited at the gateway (per user, API key or client address); retry after `Retry-After`",
+    ),
+    (
+        "500",
+        "InternalError",
+        "An unexpected error; the problem's `instance` identifies it in the logs",
+    ),
+    (
+        "502",
+        "BadGateway",
+        "No API replica could be reached; retry",
+    ),
+    (
+        "503",
+        "Unavailable",
+        "A dependency (the database, or every replica) is unavailable; retry after `Retry-After`",
+    ),
+    ("504", "GatewayTimeout", "The request took too long"),
+];
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let problem = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/problem+json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build()
-        };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/") {
-                continue;
+        use utoipa::openapi::RefOr;
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, header) in shared_headers() {
+            components.headers.insert(name.to_owned(), header.into());
+        }
+        for (status, name, description) in SHARED {
+            let mut response = problem(description);
+            response
+                .headers
+                .insert(REQUEST_ID.to_owned(), header_ref(REQUEST_ID));
+            if matches!(status, "429" | "503") {
+                response
+                    .headers
+                    .insert("Retry-After".to_owned(), header_ref("Retry-After"));
             }
+            if status == "429" {
+                for header in ["RateLimit-Policy", "RateLimit"] {
+                    response
+                        .headers
+                        .insert(header.to_owned(), header_ref(header));
+                }
+            }
+            components
+                .responses
+                .insert(name.to_owned(), RefOr::T(response));
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 &mut item.get,
                 &mut item.post,
@@ -89,23 +132,153 @@ impl Modify for CommonResponses {
                 &mut item.delete,
             ];
             for operation in operations.into_iter().flatten() {
-                let responses = &mut operation.responses.responses;
-                let mut add = |status: &str, description: &str| {
-                    responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| problem(description).into());
-                };
-                add("400", "Malformed path, query, header or body");
-                if operation.request_body.is_some() {
-                    add("413", "Body larger than 64 KiB");
-                    add("415", "Body is not `application/json`");
-                    add("422", "Body is JSON but not a valid request");
+                // An operation that names no scheme is public: say so, as an empty list.
+                operation.security.get_or_insert_with(Vec::new);
+                let keyed = describe_idempotency_key(operation);
+                if path.starts_with("/api/") {
+                    add_common_responses(operation);
                 }
-                add("503", "The database is unavailable; retry");
-                add("504", "The request took too long");
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    response
+                        .headers
+                        .insert(REQUEST_ID.to_owned(), header_ref(REQUEST_ID));
+                    if keyed && status.starts_with('2') {
+                        response
+                            .headers
+                            .insert(REPLAYED.to_owned(), header_ref(REPLAYED));
+                    }
+                }
             }
         }
     }
+}
+
+/// The answers every `/api` operation can give, where its handler names none of its own.
+fn add_common_responses(operation: &mut utoipa::openapi::path::Operation) {
+    let has_body = operation.request_body.is_some();
+    let responses = &mut operation.responses.responses;
+    let mut add = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(description).into());
+    };
+    add("400", "Malformed path, query, header or body");
+    if has_body {
+        add("413", "Body larger than 64 KiB");
+        add("415", "Body is not `application/json`");
+        add("422", "Body is JSON but not a valid request");
+    }
+    for (status, name, _) in SHARED {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| utoipa::openapi::Ref::from_response_name(name).into());
+    }
+}
+
+const REQUEST_ID: &str = "X-Request-Id";
+const REPLAYED: &str = "Idempotent-Replayed";
+
+/// A reference to one of [`shared_headers`].
+fn header_ref(name: &str) -> utoipa::openapi::RefOr<utoipa::openapi::header::Header> {
+    utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::new(format!(
+        "#/components/headers/{name}"
+    )))
+}
+
+/// A problem+json answer.
+fn problem(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// The headers answers carry, described once.
+fn shared_headers() -> [(&'static str, utoipa::openapi::header::Header); 5] {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let header = |schema: ObjectBuilder, description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(schema))
+            .description(Some(description))
+            .build()
+    };
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    [
+        (
+            REQUEST_ID,
+            header(
+                text(),
+                "The request's id: the client's own `X-Request-Id` when it is usable, else one the gateway made; quote it when reporting a problem",
+            ),
+        ),
+        (
+            REPLAYED,
+            header(
+                text().enum_values(Some(["true"])),
+                "Present when this is the stored answer to an earlier request with the same `Idempotency-Key`",
+            ),
+        ),
+        (
+            "Retry-After",
+            header(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+                "Seconds to wait before retrying",
+            ),
+        ),
+        (
+            "RateLimit-Policy",
+            header(
+                text(),
+                "The limit that applies (IETF RateLimit headers), e.g. `\"authenticated\";q=600;w=60`",
+            ),
+        ),
+        (
+            "RateLimit",
+            header(
+                text(),
+                "What is left of that limit, e.g. `\"authenticated\";r=0;t=12`",
+            ),
+        ),
+    ]
+}
+
+/// Gives the operation's `Idempotency-Key` header, if it takes one, the rule the API checks
+/// (1 to 255 visible ASCII characters; optional, never null). Whether it takes one.
+fn describe_idempotency_key(operation: &mut utoipa::openapi::path::Operation) -> bool {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut keyed = false;
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let utoipa::openapi::RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        if parameter.name == "Idempotency-Key" {
+            keyed = true;
+            parameter.required = Required::False;
+            parameter.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[!-~]+$"))
+                    .examples(["0f8fad5b-d9cb-469f-a165-70867728950e"])
+                    .into(),
+            );
+        }
+    }
+    keyed
 }
 
 const SWAGGER_JS: &str = include_str!("../assets/swagger-ui/swagger-ui-bundle.js");

@@ -13,6 +13,7 @@ mod hashing;
 mod hub;
 mod metrics;
 pub mod models;
+pub mod names;
 mod panel;
 mod routes;
 mod state;

@@ -6,6 +6,8 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::names::{FailureReasonName, RoleName, SagaStepName, ScopeName, StatusName};
+
 /// An amount in minor units (cents) of a currency. Never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +50,7 @@ pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
     pub name: String,
-    /// `customer` or `admin`.
+    #[schema(value_type = RoleName)]
     pub role: String,
 }
 
@@ -121,9 +123,10 @@ pub struct OrderItemResponse {
 pub struct OrderResponse {
     pub id: Uuid,
     pub customer_id: Uuid,
-    /// `pending`, `reserved`, `confirmed`, `shipped`, `delivered`, `cancelled` or `failed`.
+    #[schema(value_type = StatusName)]
     pub status: String,
-    /// `out_of_stock`, `payment_declined` or `timeout` for failed orders, else null.
+    /// Set for failed orders, else null.
+    #[schema(value_type = Option<FailureReasonName>)]
     pub failure_reason: Option<String>,
     pub items: Vec<OrderItemResponse>,
     pub total: MoneyBody,
@@ -188,19 +191,6 @@ pub struct OrderListQuery {
     pub cursor: Option<String>,
 }
 
-/// An order status, as a filter.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum StatusName {
-    Pending,
-    Reserved,
-    Confirmed,
-    Shipped,
-    Delivered,
-    Cancelled,
-    Failed,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TimelineEvent {
     pub id: Uuid,
@@ -209,7 +199,8 @@ pub struct TimelineEvent {
     pub kind: String,
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
-    #[schema(value_type = Object)]
+    /// The event's payload; its fields depend on `kind`.
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub data: serde_json::Value,
 }
 
@@ -225,9 +216,9 @@ pub struct Timeline {
 /// Where the order's saga is, and every step it took.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SagaView {
-    /// `reserving_stock`, `authorizing_payment`, `awaiting_shipment`, `shipped`, `completed`,
-    /// `failed` or `cancelled`.
+    #[schema(value_type = SagaStepName)]
     pub step: String,
+    #[schema(value_type = Option<FailureReasonName>)]
     pub failure_reason: Option<String>,
     /// When the running step becomes overdue; null when no step is running.
     #[serde(with = "time::serde::rfc3339::option")]
@@ -273,8 +264,7 @@ pub struct DeadLetterResponse {
     #[serde(with = "time::serde::rfc3339::option")]
     pub replayed_at: Option<OffsetDateTime>,
     pub replay_count: i32,
-    /// The message body, as JSON when it is JSON, else as text.
-    #[schema(value_type = Object)]
+    /// The message body: its JSON when it is JSON (usually an object), else its text as a string.
     pub body: serde_json::Value,
 }
 
@@ -417,6 +407,7 @@ pub struct PatchItemRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusCount {
+    #[schema(value_type = StatusName)]
     pub status: String,
     pub currency: String,
     pub count: i64,
@@ -447,7 +438,8 @@ pub struct StatsResponse {
 pub struct CreateApiKeyRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// Any of `orders:read`, `orders:write`, `inventory:read`.
+    /// At least one; repeats count once.
+    #[schema(value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
 }
 
@@ -457,6 +449,7 @@ pub struct ApiKeyResponse {
     pub name: String,
     /// The visible start of the key, to tell keys apart.
     pub prefix: String,
+    #[schema(value_type = Vec<ScopeName>)]
     pub scopes: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -485,6 +478,6 @@ pub struct Health {
     pub status: String,
     /// Each dependency's state, for readiness.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub checks: Option<serde_json::Value>,
 }

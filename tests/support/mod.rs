@@ -18,6 +18,6 @@ pub(crate) use faults::{
     DatabaseOutage, DropAfterAccept, Partition, publish_poison, restart_broker_app,
 };
 pub(crate) use gateway::spawn_gateway;
-pub(crate) use hub::{Connection, HubProbe, NodeScript, manifest_dir};
+pub(crate) use hub::{Connection, HubProbe, NodeScript, js_dir, manifest_dir};
 pub(crate) use process::OrionProcess;
 pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess, management_url, smtp_url};

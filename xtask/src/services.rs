@@ -372,7 +372,7 @@ fn install_maildev() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Installs the JavaScript test clients (`@microsoft/signalr`, `playwright-core`) from
+/// Installs the JavaScript test tools (`@microsoft/signalr`, `playwright-core`, `@redocly/cli`) from
 /// `tests/js/package-lock.json`, again whenever the lock file is newer than the installation.
 pub(crate) fn ensure_js_clients() -> Result<()> {
     ensure_node("Node.js (for the hub and browser tests)")?;
@@ -390,7 +390,7 @@ pub(crate) fn ensure_js_clients() -> Result<()> {
         return Ok(());
     }
     step(
-        "installing the JavaScript test clients (@microsoft/signalr, playwright-core) from tests/js/package-lock.json (about 15 MB)",
+        "installing the JavaScript test tools (@microsoft/signalr, playwright-core, @redocly/cli) from tests/js/package-lock.json (about 30 MB)",
     );
     workspace::run(
         Command::new("npm")

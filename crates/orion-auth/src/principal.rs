@@ -14,6 +14,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 2] = [Self::Customer, Self::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Customer => "customer",
@@ -22,11 +24,7 @@ impl Role {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "customer" => Some(Self::Customer),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
     }
 }
 

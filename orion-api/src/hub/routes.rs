@@ -68,6 +68,7 @@ pub(crate) struct NegotiateResponse {
     post,
     path = "/hubs/orders/negotiate",
     tag = "hub",
+    operation_id = "negotiate_hub_connection",
     params(NegotiateQuery),
     security(("bearer" = [])),
     responses(

@@ -24,8 +24,12 @@ use crate::{AppState, api_keys};
 /// Statuses whose orders count as revenue.
 const REVENUE_STATUSES: [&str; 3] = ["confirmed", "shipped", "delivered"];
 
-/// Sales figures from the `sales_stats` read model, and the items running low.
-#[utoipa::path(get, path = "/api/admin/stats", tag = "admin",
+/// Sales figures and the items running low (admins).
+///
+/// Orders and amounts per status and currency, from the `sales_stats` read model (folded by the
+/// worker about once a second, so a just-placed order may take a moment to count), and every item
+/// whose available stock is below its low-stock threshold.
+#[utoipa::path(get, path = "/api/admin/stats", tag = "admin", operation_id = "get_sales_stats",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Orders by status, revenue, low-stock items", body = StatsResponse),
@@ -88,7 +92,11 @@ fn key_response(record: ApiKeyRecord) -> ApiKeyResponse {
     }
 }
 
-/// Create a scoped API key for an integrator. The key is in this response only.
+/// Create a scoped API key for an integrator (admins).
+///
+/// The key itself is in this response only; Orion stores a hash of it. Send it as
+/// `X-Api-Key: <key>`, `Authorization: ApiKey <key>` or `Authorization: Bearer <key>`. A key
+/// with `orders:write` places orders for the customer named in `customer_id`.
 #[utoipa::path(post, path = "/api/admin/api-keys", tag = "admin",
     security(("bearer" = [])),
     request_body = CreateApiKeyRequest,
@@ -147,7 +155,10 @@ pub(crate) async fn create_api_key(
     ))
 }
 
-/// Every API key, without the keys themselves.
+/// List API keys (admins).
+///
+/// Every key ever made, newest first, with its name, scopes, visible prefix, last use and
+/// revocation time; never the keys themselves.
 #[utoipa::path(get, path = "/api/admin/api-keys", tag = "admin",
     security(("bearer" = [])),
     responses(
@@ -166,7 +177,9 @@ pub(crate) async fn list_api_keys(
     }))
 }
 
-/// Revoke an API key; it stops working at once.
+/// Revoke an API key (admins).
+///
+/// The key stops working at once, on every replica. Revoking a key twice answers 404.
 #[utoipa::path(delete, path = "/api/admin/api-keys/{id}", tag = "admin",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "API key id")),
@@ -208,7 +221,11 @@ fn dead_letter_response(letter: DeadLetter) -> DeadLetterResponse {
     }
 }
 
-/// Messages that failed for good, newest first, with their error and attempts.
+/// List dead letters (admins).
+///
+/// Messages that failed for good and were parked, newest first, with the queue they failed in,
+/// their last error, their attempts and their body. Cursor pagination: pass `next_cursor` as
+/// `cursor`.
 #[utoipa::path(get, path = "/api/admin/dead-letters", tag = "admin",
     security(("bearer" = [])),
     params(PageQuery),
@@ -236,7 +253,9 @@ pub(crate) async fn list_dead_letters(
     }))
 }
 
-/// Send a parked message back to the queue it failed in. Consumers ignore what they handled
+/// Replay a dead letter (admins).
+///
+/// Sends the parked message back to the queue it failed in. Consumers ignore what they handled
 /// already, so replaying a message twice does no harm.
 #[utoipa::path(post, path = "/api/admin/dead-letters/{id}/replay", tag = "admin",
     security(("bearer" = [])),
@@ -278,7 +297,10 @@ pub(crate) async fn replay_dead_letter(
     Ok(Json(dead_letter_response(replayed)))
 }
 
-/// Emails sent or tried, newest first; `?status=failed` shows the ones that gave up.
+/// List email deliveries (admins).
+///
+/// Emails sent or tried, newest first, with their attempts and last error; `?status=failed`
+/// shows the ones that gave up.
 #[utoipa::path(get, path = "/api/admin/email-deliveries", tag = "admin",
     security(("bearer" = [])),
     params(EmailDeliveryQuery),

@@ -36,10 +36,12 @@ fn user_response(user: &UserRecord) -> UserResponse {
     }
 }
 
-/// Create a customer account. The answer is the same whether or not the email already has an
-/// account, so registration cannot be used to find out who has one: for a taken address nothing
-/// is created (the `id` answered belongs to no account) and the address's owner is told by email.
-#[utoipa::path(post, path = "/api/auth/register", tag = "auth",
+/// Create a customer account.
+///
+/// The answer is the same whether or not the email already has an account, so registration
+/// cannot be used to find out who has one: for a taken address nothing is created (the `id`
+/// answered belongs to no account) and the address's owner is told by email.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", operation_id = "register_account",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered; sign in with the email and password. The same answer when the email was already taken (its owner is told by email, and the `id` belongs to no account)", body = UserResponse),
@@ -105,8 +107,12 @@ pub(crate) async fn register(
     }
 }
 
-/// Exchange email and password for an access token and a refresh token.
-#[utoipa::path(post, path = "/api/auth/login", tag = "auth",
+/// Sign in.
+///
+/// Exchanges an email and password for a short-lived access token (send it as
+/// `Authorization: Bearer <token>`) and a single-use refresh token. Repeated failures for one
+/// email lock it out for a while (429 with `Retry-After`).
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", operation_id = "sign_in",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
@@ -157,9 +163,11 @@ pub(crate) async fn login(
     Ok(Json(tokens))
 }
 
-/// Exchange a refresh token for a new pair. Each refresh token works once; presenting a used one
-/// revokes every token descending from the same login.
-#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth",
+/// Exchange a refresh token for a new pair.
+///
+/// Each refresh token works once; presenting a used one revokes every token descending from the
+/// same login.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", operation_id = "refresh_tokens",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair", body = TokenResponse),
@@ -232,8 +240,10 @@ async fn issue_tokens(
     })
 }
 
-/// The account behind the access token.
-#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+/// The signed-in account.
+///
+/// The account behind the access token: id, email, name and role.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", operation_id = "get_current_user",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = UserResponse),

@@ -8,8 +8,10 @@ use orion_messaging::Readiness;
 use crate::AppState;
 use crate::models::Health;
 
-/// The process is up and serving.
-#[utoipa::path(get, path = "/health/live", tag = "health",
+/// Liveness.
+///
+/// The process is up and serving; it checks nothing else.
+#[utoipa::path(get, path = "/health/live", tag = "health", operation_id = "check_liveness",
     responses((status = 200, description = "Alive", body = Health)))]
 pub(crate) async fn live() -> Json<Health> {
     Json(Health {
@@ -18,8 +20,11 @@ pub(crate) async fn live() -> Json<Health> {
     })
 }
 
-/// The process can do its work: the database and the broker answer.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+/// Readiness.
+///
+/// The process can do its work: the database and the broker answer. 503 with each dependency's
+/// state otherwise, and while the process drains before stopping.
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "check_readiness",
     responses(
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "A dependency is down, or the replica is shutting down", body = Health),

@@ -40,7 +40,10 @@ pub(crate) fn parse_count(field: &str, value: i64) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::field(field, format!("must be between 0 and {}", Quantity::MAX)))
 }
 
-/// List the catalog with stock levels.
+/// List the catalog.
+///
+/// Every item with its price and stock levels, by SKU. Public. Cursor pagination: pass
+/// `next_cursor` as `cursor`.
 #[utoipa::path(get, path = "/api/inventory", tag = "inventory",
     params(InventoryListQuery),
     responses(
@@ -79,7 +82,9 @@ pub(crate) async fn list_items(
     }))
 }
 
-/// One item.
+/// One catalog item.
+///
+/// An item's price and stock levels, by SKU. Public.
 #[utoipa::path(get, path = "/api/inventory/{sku}", tag = "inventory",
     params(("sku" = String, Path, description = "The item's SKU")),
     responses(
@@ -99,6 +104,8 @@ pub(crate) async fn get_item(
 }
 
 /// Add an item to the catalog (admins).
+///
+/// The SKU must be new; the answer is the item as stored.
 #[utoipa::path(post, path = "/api/inventory", tag = "inventory",
     security(("bearer" = [])),
     request_body = CreateItemRequest,
@@ -142,7 +149,7 @@ pub(crate) async fn create_item(
 /// With an `Idempotency-Key`, a retry of the same restock (same key, SKU and body from the same
 /// caller) returns the first answer instead of adding the units twice; the same key with another
 /// request is refused.
-#[utoipa::path(post, path = "/api/inventory/{sku}/restock", tag = "inventory",
+#[utoipa::path(post, path = "/api/inventory/{sku}/restock", tag = "inventory", operation_id = "restock_item",
     security(("bearer" = [])),
     params(("sku" = String, Path, description = "The item's SKU"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters")),
@@ -184,7 +191,10 @@ struct Retry {
     fingerprint: String,
 }
 
-/// Change an item's name, price or low-stock threshold (admins).
+/// Change an item (admins).
+///
+/// Changes its name, price or low-stock threshold; fields left out keep their value. Stock
+/// changes only by restocking and by orders.
 #[utoipa::path(patch, path = "/api/inventory/{sku}", tag = "inventory",
     security(("bearer" = [])),
     params(("sku" = String, Path, description = "The item's SKU")),

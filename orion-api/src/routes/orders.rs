@@ -232,7 +232,10 @@ pub(crate) fn validate_payment_token(token: Option<&str>) -> Result<Option<&str>
     }
 }
 
-/// List orders: customers see their own; admins and `orders:read` keys see everyone's.
+/// List orders.
+///
+/// Customers see their own; admins and `orders:read` keys see everyone's. Newest first, with
+/// an optional status or reference filter. Cursor pagination: pass `next_cursor` as `cursor`.
 #[utoipa::path(get, path = "/api/orders", tag = "orders",
     security(("bearer" = []), ("api_key" = [])),
     params(OrderListQuery),
@@ -333,6 +336,8 @@ async fn visible_view(
 }
 
 /// One order.
+///
+/// The order as its read model holds it. Customers may read only their own (404 for others').
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
@@ -352,8 +357,10 @@ pub(crate) async fn get_order(
     Ok(Json(view_response(&view)?))
 }
 
-/// Every domain event of an order, with its time, from the event log.
-#[utoipa::path(get, path = "/api/orders/{id}/timeline", tag = "orders",
+/// An order's timeline.
+///
+/// Every domain event of the order, oldest first, from the event log, and where its saga is.
+#[utoipa::path(get, path = "/api/orders/{id}/timeline", tag = "orders", operation_id = "get_order_timeline",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
@@ -499,7 +506,10 @@ async fn transition(
     Err(ApiError::Conflict("the order kept changing; retry".into()))
 }
 
-/// Cancel an order that has not shipped; stock and payment are released by the saga.
+/// Cancel an order.
+///
+/// Only an order that has not shipped; the saga releases its stock and voids its payment. An
+/// order that has shipped or is already final answers 409 with its `current_status`.
 #[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
@@ -518,7 +528,9 @@ pub(crate) async fn cancel_order(
     transition(&state, &auth, id, Actor::OwnerOrOperator, Order::cancel).await
 }
 
-/// Mark a confirmed order shipped (admins).
+/// Mark an order shipped (admins).
+///
+/// Only a confirmed order; its reserved stock leaves the warehouse and the customer is emailed.
 #[utoipa::path(post, path = "/api/orders/{id}/ship", tag = "orders",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
@@ -537,7 +549,9 @@ pub(crate) async fn ship_order(
     transition(&state, &auth, id, Actor::AdminOnly, Order::ship).await
 }
 
-/// Mark a shipped order delivered (admins).
+/// Mark an order delivered (admins).
+///
+/// Only a shipped order; the customer is emailed.
 #[utoipa::path(post, path = "/api/orders/{id}/deliver", tag = "orders",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
