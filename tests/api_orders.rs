@@ -655,7 +655,7 @@ async fn a_placed_order_reaches_the_broker_through_the_outbox(
             .await
             .unwrap();
 
-    // The API's own relay publishes it (woken by NOTIFY) and marks it after the confirm.
+    // The API's own relay publishes it (woken by the commit) and marks it after the confirm.
     // The API declares its topology on its first publication, which may come after this test
     // starts polling; a get from a queue that does not exist yet would close the channel.
     let channel = api.channel().await;

@@ -22,6 +22,7 @@ use crate::AppState;
         contact(name = "Orion maintainers"),
     ),
     servers(
+        (url = "/", description = "The address that served this document"),
         (url = "http://127.0.0.1:8080", description = "The gateway, as `cargo xtask up` starts it"),
         (url = "https://127.0.0.1:8443", description = "The gateway over TLS (its development certificate)"),
     ),
@@ -80,7 +81,7 @@ const SHARED: [(&str, &str, &str); 5] = [
     (
         "500",
         "InternalError",
-        "An unexpected error; the problem's `instance` identifies it in the logs",
+        "An unexpected error; quote the answer's `X-Request-Id` when reporting it",
     ),
     (
         "502",
@@ -90,7 +91,7 @@ const SHARED: [(&str, &str, &str); 5] = [
     (
         "503",
         "Unavailable",
-        "A dependency (the database, or every replica) is unavailable; retry after `Retry-After`",
+        "The database is unavailable, or the server is at its connection limit; retry after `Retry-After`",
     ),
     ("504", "GatewayTimeout", "The request took too long"),
 ];

@@ -75,6 +75,9 @@ pub struct RoundReport {
     pub claimed: usize,
     pub published: usize,
     pub failed: usize,
+    /// A later event of a published event's aggregate is waiting (written meanwhile, perhaps
+    /// by another process, and held back until this round's events were out).
+    pub successors_waiting: bool,
 }
 
 impl OutboxRelay {
@@ -146,7 +149,8 @@ impl OutboxRelay {
         }
         // What the broker confirmed is recorded first, whatever else fails afterwards.
         if !published.is_empty() {
-            outbox::mark_published(&mut conn, &published, OffsetDateTime::now_utc()).await?;
+            report.successors_waiting =
+                outbox::mark_published(&mut conn, &published, OffsetDateTime::now_utc()).await?;
         }
         report.published = published.len();
         if report.published > 0 {
@@ -244,8 +248,7 @@ impl OutboxRelay {
             let wait = if failures == 0 {
                 self.settings.poll
             } else {
-                Duration::from_millis(250u64.saturating_mul(1 << failures.min(7)))
-                    .min(Duration::from_secs(30))
+                Duration::from_millis(250u64.saturating_mul(1 << failures.min(7))).min(MAX_BACKOFF)
             };
             let woken = async {
                 // The sender is a static that is never dropped: `changed` fails never.
@@ -272,9 +275,8 @@ impl OutboxRelay {
         loop {
             let report = self.relay_once().await?;
             claimed += report.claimed;
-            if report.claimed < usize::try_from(self.settings.batch).unwrap_or(usize::MAX)
-                || report.published == 0
-            {
+            let full = report.claimed >= usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
+            if !(full || report.successors_waiting) || report.published == 0 {
                 return Ok(claimed);
             }
         }
@@ -299,6 +301,11 @@ impl OutboxRelay {
         }
     }
 }
+
+/// The longest wait between rounds while the broker or the database is away. Only this
+/// process's commits wake a relay early, so a quiet process's events wait at most this long
+/// after the outage ends.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How long a busy relay waits after a wake-up before its next round: short beside an order's
 /// way through the system, long beside the few milliseconds between two commits under load.

@@ -237,14 +237,79 @@ async fn a_relay_never_claims_an_event_whose_predecessor_another_relay_holds(poo
         .await
         .unwrap();
     assert_eq!(second.iter().map(|e| e.id).collect::<Vec<_>>(), [b1]);
-    // Once A's first is published, its second is claimable.
-    outbox::mark_published(&mut conn, &[first[0].seq], now)
+    // Once A's first is published, its second is claimable, and the mark says it is waiting.
+    let waiting = outbox::mark_published(&mut conn, &[first[0].seq], now)
         .await
         .unwrap();
+    assert!(waiting, "A's second was held back by its first");
     let third = outbox::claim_outbox_batch(&mut conn, 10, lease)
         .await
         .unwrap();
     assert_eq!(third.iter().map(|e| e.id).collect::<Vec<_>>(), [a2]);
+    let seqs: Vec<i64> = second.iter().chain(&third).map(|e| e.seq).collect();
+    let waiting = outbox::mark_published(&mut conn, &seqs, now).await.unwrap();
+    assert!(!waiting, "nothing of A or B is left");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_commit_wakes_its_processs_relay_and_a_round_reports_a_waiting_successor(pool: Pool) {
+    let broker = broker();
+    let topology = Topology::new(format!("test-{}.", Uuid::new_v4().simple()));
+    // A poll far longer than the test: only the wake-up can publish in time.
+    let settings = RelaySettings {
+        poll: std::time::Duration::from_secs(600),
+        ..RelaySettings::default()
+    };
+    let running = OutboxRelay::new(
+        pool.clone(),
+        Publisher::new(broker.clone(), topology.clone()),
+        "orion-tests",
+        settings.clone(),
+    )
+    .spawn();
+    // Its first round (at start) finds nothing; then it sleeps until woken.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut tx = pool.begin().await.unwrap();
+    events::record_event(
+        &mut tx,
+        &adjusted("W", 1),
+        &EventMetadata::default(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    outbox::commit(tx).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while unpublished(&pool).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the commit did not wake the relay"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    running.stop().await;
+
+    // A relay that publishes an event whose aggregate has a later one waiting says so, so that
+    // it takes that one next instead of leaving it to the poll.
+    record(&pool, &adjusted("A", 1)).await;
+    record(&pool, &adjusted("A", 2)).await;
+    let one_at_a_time = OutboxRelay::new(
+        pool.clone(),
+        Publisher::new(broker.clone(), topology.clone()),
+        "orion-tests",
+        RelaySettings {
+            batch: 1,
+            ..settings
+        },
+    );
+    let first = one_at_a_time.relay_once().await.unwrap();
+    assert_eq!(first.published, 1);
+    assert!(first.successors_waiting);
+    let second = one_at_a_time.relay_once().await.unwrap();
+    assert_eq!(second.published, 1);
+    assert!(!second.successors_waiting);
+    let channel = broker.channel().await.unwrap();
+    topology.delete(&channel).await.unwrap();
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

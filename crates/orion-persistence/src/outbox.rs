@@ -111,20 +111,33 @@ pub async fn claim_outbox_batch(
     Ok(events)
 }
 
-/// Marks events published: only ever after the broker confirmed them.
+/// Marks events published: only ever after the broker confirmed them. Returns whether a later
+/// event of one of their aggregates is waiting: it could not be claimed while these were held, and
+/// it may have been written by another process, whose relay is not woken when these are marked.
 pub async fn mark_published(
     conn: &mut PgConnection,
     seqs: &[i64],
     now: OffsetDateTime,
-) -> Result<()> {
-    sqlx::query!(
-        "update outbox set published_at = $2, claimed_until = null, last_error = null where seq = any($1)",
+) -> Result<bool> {
+    // The outer query sees the rows as they were before this statement's update, so the rows
+    // being marked are left out by their `seq`.
+    let waiting = sqlx::query_scalar!(
+        r#"with marked as (
+               update outbox set published_at = $2, claimed_until = null, last_error = null
+               where seq = any($1)
+               returning aggregate_id, seq
+           )
+           select exists (
+               select 1 from marked m
+               join outbox e on e.aggregate_id = m.aggregate_id
+               where e.published_at is null and e.seq > m.seq and e.seq <> all($1)
+           ) as "waiting!""#,
         seqs,
         now,
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(waiting)
 }
 
 /// Records a failed publication and keeps the row away for `backoff` (on the database's clock),

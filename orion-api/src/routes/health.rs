@@ -23,7 +23,8 @@ pub(crate) async fn live() -> Json<Health> {
 /// Readiness.
 ///
 /// The process can do its work: the database and the broker answer. 503 with each dependency's
-/// state otherwise, and while the process drains before stopping.
+/// state otherwise, and while the process drains before stopping. (The gateway answers its own
+/// `/health/ready`, about its replicas, with the status word only.)
 #[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "check_readiness",
     responses(
         (status = 200, description = "Ready", body = Health),
