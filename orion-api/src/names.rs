@@ -1,69 +1,54 @@
 //! The API's closed sets of names as OpenAPI enums, so that generated clients get types instead
-//! of strings. The wire carries the domain's own names; these enums exist only for the document,
-//! and the tests below hold each to the domain's list, so the two cannot drift apart.
+//! of strings. The wire carries the domain's own names, and each enum's values are the domain's
+//! own list: a variant added there is in the document without a change here.
 
-use serde::Serialize;
-use utoipa::ToSchema;
+use orion_auth::{Role, Scope};
+use orion_domain::{FailureReason, OrderStatus, SagaStep};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-/// An order status.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusName {
-    Pending,
-    Reserved,
-    Confirmed,
-    Shipped,
-    Delivered,
-    Cancelled,
-    Failed,
+/// Declares a schema-only type: a string enum of `values`, described by `description`.
+macro_rules! names {
+    ($name:ident, $description:literal, $values:expr) => {
+        #[doc = $description]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some($description))
+                    .enum_values(Some($values))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
 }
 
-/// Why an order failed.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReasonName {
-    OutOfStock,
-    PaymentDeclined,
-    Timeout,
-}
-
-/// A user's role.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RoleName {
-    Customer,
-    Admin,
-}
-
-/// What an API key may do.
-#[derive(Debug, Serialize, ToSchema)]
-pub enum ScopeName {
-    #[serde(rename = "orders:read")]
-    OrdersRead,
-    #[serde(rename = "orders:write")]
-    OrdersWrite,
-    #[serde(rename = "inventory:read")]
-    InventoryRead,
-}
-
-/// Where an order's saga is.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SagaStepName {
-    ReservingStock,
-    AuthorizingPayment,
-    AwaitingShipment,
-    Shipped,
-    Completed,
-    Failed,
-    Cancelled,
-}
+names!(StatusName, "An order status.", OrderStatus::NAMES);
+names!(
+    FailureReasonName,
+    "Why an order failed.",
+    FailureReason::ALL.map(FailureReason::as_str)
+);
+names!(RoleName, "A user's role.", Role::ALL.map(Role::as_str));
+names!(
+    ScopeName,
+    "What an API key may do.",
+    Scope::ALL.map(Scope::as_str)
+);
+names!(
+    SagaStepName,
+    "Where an order's saga is.",
+    SagaStep::ALL.map(SagaStep::as_str)
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orion_auth::{Role, Scope};
-    use orion_domain::{FailureReason, OrderStatus, SagaStep};
     use utoipa::PartialSchema;
 
     /// The values of a string enum's schema, in order.
