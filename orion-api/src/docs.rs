@@ -71,29 +71,34 @@ impl Modify for SecuritySchemes {
 /// on public operations. Applied once the routes have added their paths.
 pub(crate) struct CommonResponses;
 
-/// The shared answers, by status, and their names under `components.responses`.
-const SHARED: [(&str, &str, &str); 5] = [
+/// The shared answers: status, name under `components.responses`, description, and the headers
+/// they carry besides `X-Request-Id`.
+const SHARED: [(&str, &str, &str, &[&str]); 5] = [
     (
         "429",
         "TooManyRequests",
         "Rate limited at the gateway (per user, API key or client address); retry after `Retry-After`",
+        &["Retry-After", "RateLimit-Policy", "RateLimit"],
     ),
     (
         "500",
         "InternalError",
         "An unexpected error; quote the answer's `X-Request-Id` when reporting it",
+        &[],
     ),
     (
         "502",
         "BadGateway",
         "No API replica could be reached; retry",
+        &[],
     ),
     (
         "503",
         "Unavailable",
         "The database is unavailable, or the server is at its connection limit; retry after `Retry-After`",
+        &["Retry-After"],
     ),
-    ("504", "GatewayTimeout", "The request took too long"),
+    ("504", "GatewayTimeout", "The request took too long", &[]),
 ];
 
 impl Modify for CommonResponses {
@@ -103,22 +108,12 @@ impl Modify for CommonResponses {
         for (name, header) in shared_headers() {
             components.headers.insert(name.to_owned(), header.into());
         }
-        for (status, name, description) in SHARED {
+        for (_, name, description, headers) in SHARED {
             let mut response = problem(description);
-            response
-                .headers
-                .insert(REQUEST_ID.to_owned(), header_ref(REQUEST_ID));
-            if matches!(status, "429" | "503") {
+            for header in std::iter::once(&REQUEST_ID).chain(headers) {
                 response
                     .headers
-                    .insert("Retry-After".to_owned(), header_ref("Retry-After"));
-            }
-            if status == "429" {
-                for header in ["RateLimit-Policy", "RateLimit"] {
-                    response
-                        .headers
-                        .insert(header.to_owned(), header_ref(header));
-                }
+                    .insert((*header).to_owned(), header_ref(header));
             }
             components
                 .responses
@@ -172,7 +167,7 @@ fn add_common_responses(operation: &mut utoipa::openapi::path::Operation) {
         add("415", "Body is not `application/json`");
         add("422", "Body is JSON but not a valid request");
     }
-    for (status, name, _) in SHARED {
+    for (status, name, _, _) in SHARED {
         responses
             .entry(status.to_owned())
             .or_insert_with(|| utoipa::openapi::Ref::from_response_name(name).into());
