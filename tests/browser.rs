@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::support::{ADMIN, NodeScript, REGISTERED_PASSWORD, TestApi, TestWorker, spawn_gateway};
+use crate::support::{
+    ADMIN, NodeScript, REGISTERED_PASSWORD, TestApi, TestWorker, WebhookReceiver, spawn_gateway,
+};
 
 fn chromium() -> String {
     std::env::var("ORION_TEST_CHROMIUM").unwrap_or_else(|_| {
@@ -39,7 +41,8 @@ async fn the_admin_panel_follows_orders_live_and_restocks_in_a_real_browser(
     options: PgConnectOptions,
 ) {
     let api = TestApi::spawn(&options).await;
-    let worker = TestWorker::spawn(&api, &[]).await;
+    // The webhooks view's receiver is on this machine.
+    let worker = TestWorker::spawn(&api, &["--webhook-allow-private", "true"]).await;
     let gateway = spawn_gateway(&[api.address()], &[]).await;
     let base = gateway.url("");
     let dir = artifacts();
@@ -117,6 +120,17 @@ async fn the_admin_panel_follows_orders_live_and_restocks_in_a_real_browser(
     let page = expect(&mut browser, "customer", Duration::from_secs(60)).await;
     assert_eq!(page["status"], "confirmed");
     assert_eq!(page["rows"], 1, "a customer sees only their own orders");
+
+    // The webhooks view: register an endpoint (its secret shown once), send a test, and see the
+    // delivery arrive, signed with that secret, and show as delivered.
+    let receiver = WebhookReceiver::start(&[]).await;
+    browser.send(json!({"webhook": receiver.url()})).await;
+    let webhook = expect(&mut browser, "webhook", Duration::from_secs(60)).await;
+    assert_eq!(webhook["secretGone"], true, "{webhook}");
+    let secret = webhook["secret"].as_str().unwrap();
+    let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(delivered[0].json()["type"], "webhook.test");
+    assert!(delivered[0].signed_by(secret));
 
     // A phone-sized screen has no sideways scrolling.
     browser.send(json!({"phone": true})).await;

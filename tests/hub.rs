@@ -574,3 +574,66 @@ async fn the_hub_pings_and_closes_a_client_that_falls_silent(
     );
     api.stop().await;
 }
+
+/// An integrator's key with `orders:read` connects like an admin's token (through the gateway,
+/// in the header or, as a browser would, in the query) and hears every order's news, not the
+/// stock's; a key without that scope is refused.
+#[sqlx::test(migrations = false)]
+async fn an_orders_read_key_hears_every_order_but_not_the_stock(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let api = TestApi::spawn(&options).await;
+    let worker = TestWorker::spawn(&api, &[]).await;
+    let gateway = spawn_gateway(&[api.address()], &[]).await;
+    let hub = gateway.url("/hubs/orders");
+    let admin = api.token(ADMIN).await;
+    let reader = api.api_key(&admin, &["orders:read"]).await;
+    let stock_only = api.api_key(&admin, &["inventory:read"]).await;
+    let mut reader_hub = HubProbe::connected(&hub, &reader).await;
+    match HubProbe::connect(&hub, Some(&stock_only)).await {
+        Connection::Refused(error) => assert!(error.contains("403"), "{error}"),
+        Connection::Connected(probe) => {
+            probe.stop().await;
+            panic!("a key without orders:read connected");
+        }
+    }
+    let in_query = format!(
+        "{}?access_token={reader}",
+        gateway.url("/hubs/orders").replacen("http", "ws", 1)
+    );
+    let (socket, answer) = tokio_tungstenite::connect_async(in_query.as_str())
+        .await
+        .expect("a key in the query upgrades");
+    assert_eq!(answer.status(), 101);
+    drop(socket);
+
+    let customer = api.register_customer().await;
+    let order = api.place_order(&customer.token, &[("SKU-1", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    reader_hub
+        .wait_for_message("OrderPlaced", Duration::from_secs(10), |m| {
+            m["orderId"] == id
+        })
+        .await;
+    reader_hub
+        .wait_for_message(
+            "OrderStatusUpdated",
+            Duration::from_secs(20),
+            is_order(id, "confirmed"),
+        )
+        .await;
+    // The reservation moved stock, which an admin hears about and the key must not.
+    let heard = reader_hub.collect_for(Duration::from_secs(1)).await;
+    let everything: Vec<&Value> = reader_hub.seen.iter().chain(&heard).collect();
+    assert!(
+        everything
+            .iter()
+            .all(|e| e["target"] != "InventoryUpdated" && e["target"] != "LowStockAlert"),
+        "{everything:?}"
+    );
+    reader_hub.stop().await;
+    worker.stop().await;
+    gateway.stop().await;
+    api.stop().await;
+}

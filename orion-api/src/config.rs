@@ -54,6 +54,9 @@ pub struct Config {
     #[command(flatten)]
     pub saga: SagaArgs,
 
+    #[command(flatten)]
+    pub webhooks: orion_config::WebhookGuardArgs,
+
     /// HMAC secret for access tokens; prod refuses the development default and anything under 32 bytes.
     #[arg(long, env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
     pub jwt_secret: String,
@@ -123,6 +126,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Which addresses webhooks may be registered for.
+    pub fn webhook_policy(&self) -> orion_webhooks::AddressPolicy {
+        orion_webhooks::AddressPolicy {
+            allow_private: self.webhooks.allow_private(self.common.env),
+        }
+    }
+
     /// The hub's settings from this configuration.
     pub fn hub_settings(&self) -> crate::hub::HubSettings {
         crate::hub::HubSettings {

@@ -11,6 +11,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
+use crate::webhook_docs::WebhookDocs;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,13 +27,18 @@ use crate::AppState;
         (url = "http://127.0.0.1:8080", description = "The gateway, as `cargo xtask up` starts it"),
         (url = "https://127.0.0.1:8443", description = "The gateway over TLS (its development certificate)"),
     ),
-    modifiers(&SecuritySchemes),
-    components(schemas(crate::names::StatusName)),
+    modifiers(&SecuritySchemes, &WebhookDocs),
+    components(schemas(
+        crate::names::StatusName,
+        crate::models::OrderWebhook,
+        crate::models::LowStockWebhook
+    )),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "orders", description = "Placing, following and changing orders"),
         (name = "inventory", description = "The catalog and its stock"),
         (name = "admin", description = "Sales figures and API keys"),
+        (name = "webhooks", description = "Signed event deliveries to integrators' endpoints (Standard Webhooks)"),
         (name = "hub", description = "Live order and stock updates over SignalR (WebSockets)"),
         (name = "health", description = "Probes"),
     )
@@ -309,13 +315,21 @@ async fn index() -> axum::response::Response {
     crate::panel::protected(Html(INDEX).into_response(), CONTENT_SECURITY_POLICY)
 }
 
-/// `/api-docs/openapi.json` and the UI under `/docs`.
+/// The hub's messages as an AsyncAPI 3.0 document (written by hand beside the hub's code; a test
+/// holds the messages the hub sends to it).
+const ASYNCAPI: &str = include_str!("../assets/asyncapi.json");
+
+/// `/api-docs/openapi.json`, `/api-docs/asyncapi.json` and the UI under `/docs`.
 pub(crate) fn routes(document: utoipa::openapi::OpenApi) -> Router<AppState> {
     let json = document.to_pretty_json().unwrap_or_default();
     Router::new()
         .route(
             "/api-docs/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json) }),
+        )
+        .route(
+            "/api-docs/asyncapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], ASYNCAPI) }),
         )
         .route("/docs", get(index))
         .route("/docs/", get(index))

@@ -75,7 +75,7 @@ pub(crate) struct KeyAccepted(Arc<AtomicBool>);
 const KEY_ACCEPTED: HeaderName = HeaderName::from_static(orion_auth::KEY_ACCEPTED_HEADER);
 
 /// The credential the request presents, by the rule the gateway follows too.
-fn presented(headers: &HeaderMap) -> Credential<'_> {
+pub(crate) fn presented(headers: &HeaderMap) -> Credential<'_> {
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or_default());
     Credential::of(text(AUTHORIZATION.as_str()), text("x-api-key"))
 }
@@ -104,7 +104,7 @@ fn bearer(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     })
 }
 
-async fn api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+pub(crate) async fn api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let invalid = || ApiError::Unauthorized("the API key is invalid or revoked".into());
     let prefix = api_keys::prefix_of(key).ok_or_else(invalid)?;
     let mut conn = state
@@ -140,6 +140,17 @@ impl Auth {
             Ok(())
         } else {
             Err(ApiError::Forbidden("only admins may do this".into()))
+        }
+    }
+
+    /// Admins, or API keys that carry `scope`.
+    pub(crate) fn require_admin_or_scope(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.is_admin() || self.0.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "only admins and API keys with the `{scope}` scope may do this"
+            )))
         }
     }
 

@@ -18,6 +18,7 @@ mod panel;
 mod routes;
 mod state;
 mod throttle;
+mod webhook_docs;
 
 use std::future::Future;
 use std::time::Duration;
@@ -123,7 +124,7 @@ pub async fn migrate(config: &Config) -> Result<()> {
 
 /// The API's routes and their OpenAPI document, both from the handlers.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{admin, auth, health, inventory, orders};
+    use routes::{admin, auth, health, inventory, orders, webhooks};
     let (router, mut document) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
@@ -144,6 +145,16 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::list_dead_letters))
         .routes(routes!(admin::replay_dead_letter))
         .routes(routes!(admin::list_email_deliveries))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_webhook_deliveries))
+        .routes(routes!(webhooks::replay_webhook_delivery))
         .routes(routes!(hub::negotiate))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))

@@ -1,34 +1,17 @@
 //! Wire shapes of the REST API (JSON, snake_case), with their OpenAPI schemas.
 
-use orion_domain::{InventoryItem, Money, Order, OrderLine};
+use orion_domain::InventoryItem;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::names::{FailureReasonName, RoleName, SagaStepName, ScopeName, StatusName};
+use crate::names::{
+    FailureReasonName, RoleName, SagaStepName, ScopeName, StatusName, WebhookEventName,
+    WebhookOutcomeName,
+};
 
-/// An amount in minor units (cents) of a currency. Never a float.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"amount": 4200, "currency": "USD"}))]
-pub struct MoneyBody {
-    /// Minor units, e.g. cents; not negative.
-    #[schema(minimum = 0)]
-    pub amount: i64,
-    /// ISO 4217 code, upper case.
-    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
-    pub currency: String,
-}
-
-impl From<Money> for MoneyBody {
-    fn from(money: Money) -> Self {
-        Self {
-            amount: money.amount(),
-            currency: money.currency().to_string(),
-        }
-    }
-}
+pub use orion_domain::public::{MoneyBody, OrderItemResponse, OrderResponse};
 
 // ---- accounts ----
 
@@ -109,60 +92,6 @@ pub struct PlaceOrderRequest {
     /// only their own id.
     #[serde(default)]
     pub customer_id: Option<Uuid>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct OrderItemResponse {
-    pub sku: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: MoneyBody,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct OrderResponse {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    #[schema(value_type = StatusName)]
-    pub status: String,
-    /// Set for failed orders, else null.
-    #[schema(value_type = Option<FailureReasonName>)]
-    pub failure_reason: Option<String>,
-    pub items: Vec<OrderItemResponse>,
-    pub total: MoneyBody,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-}
-
-impl From<&OrderLine> for OrderItemResponse {
-    fn from(line: &OrderLine) -> Self {
-        Self {
-            sku: line.sku.to_string(),
-            name: line.name.clone(),
-            quantity: line.quantity.get(),
-            unit_price: line.unit_price.into(),
-        }
-    }
-}
-
-impl From<&Order> for OrderResponse {
-    fn from(order: &Order) -> Self {
-        Self {
-            id: order.id().as_uuid(),
-            customer_id: order.customer_id().as_uuid(),
-            status: order.status().as_str().to_owned(),
-            failure_reason: order
-                .status()
-                .failure_reason()
-                .map(|r| r.as_str().to_owned()),
-            items: order.lines().iter().map(OrderItemResponse::from).collect(),
-            total: order.total().into(),
-            created_at: order.created_at(),
-            updated_at: order.updated_at(),
-        }
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -480,4 +409,162 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub checks: Option<serde_json::Value>,
+}
+
+// ---- webhooks ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://example.com/orion/hooks", "events": ["order.confirmed", "order.failed"], "description": "fulfilment"}))]
+pub struct CreateWebhookRequest {
+    /// Where to deliver: `http` or `https`, a public address.
+    #[schema(max_length = 2048, pattern = "^https?://")]
+    pub url: String,
+    /// Event types to deliver, or `["*"]` for all.
+    #[schema(value_type = Vec<WebhookEventName>, min_items = 1, max_items = 8)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false}))]
+pub struct UpdateWebhookRequest {
+    #[serde(default)]
+    #[schema(max_length = 2048, pattern = "^https?://")]
+    pub url: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1, max_items = 8)]
+    pub events: Option<Vec<String>>,
+    /// A new description; null removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(max_length = 500)]
+    pub description: Option<Option<String>>,
+    /// Disable or enable deliveries; enabling resumes the deliveries that waited.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A field that, when present, is `Some` even if null: "remove it" differs from "leave it".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookResponse {
+    pub id: Uuid,
+    pub url: String,
+    #[schema(value_type = Vec<WebhookEventName>)]
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    /// Whether events are delivered to it.
+    pub enabled: bool,
+    /// Why it is disabled: by an admin, `410 Gone`, or failing for too long.
+    pub disabled_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    pub webhook: WebhookResponse,
+    /// The signing secret (`whsec_…`). Shown this once.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<WebhookResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretRotated {
+    /// The new signing secret (`whsec_…`). Shown this once.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
+    pub secret: String,
+    /// Until then the previous secret signs too: each delivery carries both signatures.
+    #[serde(with = "time::serde::rfc3339")]
+    pub previous_secret_expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookTestSent {
+    /// The delivery of the `webhook.test` event, in the endpoint's deliveries.
+    pub delivery_id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDeliveryResponse {
+    pub id: Uuid,
+    /// The event's id: the `webhook-id` header, the same on every attempt.
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_latency_ms: Option<i32>,
+    pub last_error: Option<String>,
+    /// When the next attempt is due (pending deliveries only).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[schema(value_type = WebhookOutcomeName)]
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDeliveryList {
+    pub items: Vec<WebhookDeliveryResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDeliveryQuery {
+    /// Most deliveries returned, 1 to 100 (default 50), newest first.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The body of every webhook: what happened, when, and the public shape of what it happened to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderWebhook {
+    /// `order.placed`, `order.confirmed`, `order.failed`, `order.cancelled`, `order.shipped` or
+    /// `order.delivered`.
+    #[serde(rename = "type")]
+    #[schema(value_type = WebhookEventName)]
+    pub event_type: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    /// The order as `GET /api/orders/{id}` shows it, as of the event.
+    pub data: OrderResponse,
+}
+
+/// The body of an `inventory.low_stock` webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LowStockWebhook {
+    /// `inventory.low_stock`.
+    #[serde(rename = "type")]
+    #[schema(value_type = WebhookEventName)]
+    pub event_type: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub data: orion_domain::public::LowStockAlert,
 }

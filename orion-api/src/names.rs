@@ -3,42 +3,26 @@
 //! own list: a variant added there is in the document without a change here.
 
 use orion_auth::{Role, Scope};
-use orion_domain::{FailureReason, OrderStatus, SagaStep};
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use orion_domain::SagaStep;
+use orion_domain::names;
+pub use orion_domain::public::{FailureReasonName, StatusName};
+use orion_persistence::webhooks::Outcome;
 
-/// Declares a schema-only type: a string enum of `values`, described by `description`.
-macro_rules! names {
-    ($name:ident, $description:literal, $values:expr) => {
-        #[doc = $description]
-        #[derive(Debug)]
-        pub struct $name;
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .description(Some($description))
-                    .enum_values(Some($values))
-                    .into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {}
-    };
-}
-
-names!(StatusName, "An order status.", OrderStatus::NAMES);
-names!(
-    FailureReasonName,
-    "Why an order failed.",
-    FailureReason::ALL.map(FailureReason::as_str)
-);
 names!(RoleName, "A user's role.", Role::ALL.map(Role::as_str));
 names!(
     ScopeName,
     "What an API key may do.",
     Scope::ALL.map(Scope::as_str)
+);
+names!(
+    WebhookEventName,
+    "An event a webhook can subscribe to, or `*` for all.",
+    std::iter::once(orion_webhooks::ALL_EVENTS).chain(orion_webhooks::EVENT_TYPES)
+);
+names!(
+    WebhookOutcomeName,
+    "Where a webhook delivery stands.",
+    Outcome::ALL.map(Outcome::as_str)
 );
 names!(
     SagaStepName,
@@ -49,6 +33,7 @@ names!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orion_domain::{FailureReason, OrderStatus};
     use utoipa::PartialSchema;
 
     /// The values of a string enum's schema, in order.

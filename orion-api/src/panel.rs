@@ -1,6 +1,10 @@
 //! The admin panel at `/admin` and the customer's order page at `/orders/{id}` (where lifecycle
-//! emails link): one static page and its script, embedded in the binary, that use only the public
+//! emails link): one static page and its files, embedded in the binary, that use only the public
 //! REST API and the hub.
+//!
+//! The script is native ES modules, served as they are (no build step): the page loads
+//! `/admin/app.js`, which imports its siblings by relative path, so every module it names must be
+//! in [`FILES`].
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -8,13 +12,54 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiPath;
 
 const INDEX: &str = include_str!("../assets/admin/index.html");
-const SCRIPT: &str = include_str!("../assets/admin/app.js");
-const STYLES: &str = include_str!("../assets/admin/app.css");
-const SIGNALR: &str = include_str!("../assets/admin/signalr.min.js");
+
+const JAVASCRIPT: &str = "text/javascript";
+const CSS: &str = "text/css";
+
+/// A file of `assets/admin/`, embedded: its name (as served under `/admin/`), content type and
+/// contents.
+macro_rules! embedded {
+    ($name:literal, $content_type:expr) => {
+        (
+            $name,
+            $content_type,
+            include_str!(concat!("../assets/admin/", $name)),
+        )
+    };
+}
+
+/// Every file served under `/admin/`.
+const FILES: &[(&str, &str, &str)] = &[
+    // The entry module and the modules it imports.
+    embedded!("app.js", JAVASCRIPT),
+    embedded!("admin.js", JAVASCRIPT),
+    embedded!("api.js", JAVASCRIPT),
+    embedded!("customer.js", JAVASCRIPT),
+    embedded!("dead-letters.js", JAVASCRIPT),
+    embedded!("dom.js", JAVASCRIPT),
+    embedded!("format.js", JAVASCRIPT),
+    embedded!("hub.js", JAVASCRIPT),
+    embedded!("login.js", JAVASCRIPT),
+    embedded!("orders.js", JAVASCRIPT),
+    embedded!("problem.js", JAVASCRIPT),
+    embedded!("session.js", JAVASCRIPT),
+    embedded!("stats.js", JAVASCRIPT),
+    embedded!("stock.js", JAVASCRIPT),
+    embedded!("timeline.js", JAVASCRIPT),
+    embedded!("toast.js", JAVASCRIPT),
+    embedded!("webhook-deliveries.js", JAVASCRIPT),
+    embedded!("webhooks.js", JAVASCRIPT),
+    // A classic script (it sets the global `signalR`), loaded before the modules.
+    embedded!("signalr.min.js", JAVASCRIPT),
+    embedded!("app.css", CSS),
+];
 
 /// The page may load only its own files and talk only to its own origin (REST and WebSocket).
+/// `script-src 'self'` covers module scripts and their imports from the same origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
@@ -25,19 +70,22 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/", get(page))
         .route("/orders", get(page))
         .route("/orders/{id}", get(page))
-        .route("/admin/app.js", get(|| asset(SCRIPT, "text/javascript")))
-        .route("/admin/app.css", get(|| asset(STYLES, "text/css")))
-        .route(
-            "/admin/signalr.min.js",
-            get(|| asset(SIGNALR, "text/javascript")),
-        )
+        .route("/admin/{file}", get(file))
 }
 
 async fn page() -> Response {
     protected(
-        asset(INDEX, "text/html; charset=utf-8").await,
+        asset(INDEX, "text/html; charset=utf-8"),
         CONTENT_SECURITY_POLICY,
     )
+}
+
+async fn file(ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    let &(_, content_type, body) = FILES
+        .iter()
+        .find(|(file, ..)| *file == name)
+        .ok_or_else(|| ApiError::NotFound("no such file in the admin panel".into()))?;
+    Ok(asset(body, content_type))
 }
 
 /// A page with its content-security policy, never framed (clickjacking), and no referrer sent
@@ -60,8 +108,8 @@ pub(crate) fn protected(mut page: Response, policy: &'static str) -> Response {
     page
 }
 
-/// Assets carry no fingerprint in their names, so browsers revalidate them on every load.
-async fn asset(body: &'static str, content_type: &'static str) -> Response {
+/// Files carry no fingerprint in their names, so browsers revalidate them on every load.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -71,4 +119,55 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FILES, INDEX, JAVASCRIPT};
+
+    /// The relative imports of a module: `./name.js` in `from "./name.js"` or `import "./name.js"`.
+    fn imports(source: &str) -> Vec<&str> {
+        source
+            .lines()
+            .map(str::trim_start)
+            .filter(|line| line.starts_with("import ") || line.starts_with("} from "))
+            .filter_map(|line| {
+                let start = line.find("\"./")? + 3;
+                let end = start + line[start..].find('"')?;
+                Some(&line[start..end])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_module_imported_is_served() {
+        for (name, content_type, body) in FILES {
+            if *content_type != JAVASCRIPT || *name == "signalr.min.js" {
+                continue;
+            }
+            for import in imports(body) {
+                assert!(
+                    FILES.iter().any(|(file, ..)| *file == import),
+                    "{name} imports ./{import}, which the panel does not serve"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_served_is_imported_and_the_page_loads_the_entry() {
+        assert!(INDEX.contains(r#"<script type="module" src="/admin/app.js"></script>"#));
+        assert!(INDEX.contains(r#"<script src="/admin/signalr.min.js" defer></script>"#));
+        for (name, content_type, _) in FILES {
+            if *content_type != JAVASCRIPT || ["app.js", "signalr.min.js"].contains(name) {
+                continue;
+            }
+            assert!(
+                FILES
+                    .iter()
+                    .any(|(_, _, body)| imports(body).contains(name)),
+                "{name} is served but no module imports it"
+            );
+        }
+    }
 }

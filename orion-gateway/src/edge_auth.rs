@@ -120,7 +120,7 @@ impl EdgeAuth {
             .map(|v| v.to_str().unwrap_or_default());
         // The API reads the headers by the same rule: the key counted is the key it checks.
         let credential = Credential::of(authorization, x_api_key);
-        let key = match credential {
+        let mut key = match credential {
             Credential::ApiKey(key) => Some(keyed_hash(&self.key_salt, key)),
             _ => None,
         };
@@ -129,7 +129,7 @@ impl EdgeAuth {
         let ignored_key = authorization.is_some()
             && x_api_key.is_some_and(|sent| credential != Credential::ApiKey(sent.trim()));
         let query_token;
-        let token = match credential {
+        let mut token = match credential {
             Credential::Bearer(token) => Some(token),
             // Browsers cannot set headers on a WebSocket; hubs accept the token in the query.
             _ if path.starts_with("/hubs/") => {
@@ -138,6 +138,13 @@ impl EdgeAuth {
             }
             _ => None,
         };
+        // ... or an integrator's API key, which shows by its start: the API checks it.
+        if key.is_none()
+            && let Some(query_key) = token.filter(|t| t.starts_with(orion_auth::API_KEY_START))
+        {
+            key = Some(keyed_hash(&self.key_salt, query_key));
+            token = None;
+        }
         let user = match token.map(|token| self.verify(token)) {
             Some(Some(sub)) => Some(sub),
             // A bad token on a public route is the API's business (it may ignore it).

@@ -9,13 +9,14 @@ mod health;
 pub mod payments;
 pub mod projections;
 pub mod saga;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, SagaArgs, defaults};
+use orion_config::{AmqpArgs, CommonArgs, DatabaseArgs, SagaArgs, WebhookGuardArgs, defaults};
 use orion_messaging::dead_letters::DeadLetterKeeper;
 use orion_messaging::{
     Broker, ConsumerSettings, Management, OutboxRelay, Publisher, QueueConsumer, RelaySettings,
@@ -30,6 +31,7 @@ use crate::email::{EmailHandler, EmailSettings, Mailer, Templates};
 use crate::payments::{PaymentFault, SimulatedProvider};
 use crate::projections::ProjectionsHandler;
 use crate::saga::{SagaSettings, SagaShell};
+use crate::webhooks::{DeliverySettings, WebhookDelivery, WebhookFanOut};
 
 /// Orion's worker: the order saga, payments, email and read-model projections.
 #[derive(Debug, Clone, clap::Parser)]
@@ -133,6 +135,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch: u16,
 
+    #[command(flatten)]
+    pub webhook_guard: WebhookGuardArgs,
+
+    /// Delays before each retry of a webhook delivery that failed, comma-separated (`5s`, `30m`,
+    /// `2h`); each is spread by ±20 %. When the last retry fails, the delivery has failed.
+    #[arg(long, env = "ORION_WEBHOOK_RETRY_SCHEDULE",
+          default_value = orion_webhooks::schedule::DEFAULT)]
+    pub webhook_retry_schedule: orion_webhooks::RetrySchedule,
+
+    /// Seconds a webhook receiver has to answer one delivery.
+    #[arg(long, env = "ORION_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub webhook_timeout_seconds: u32,
+
+    /// How long a webhook endpoint may fail every delivery before it is disabled and the admins
+    /// are emailed (`5days`, `12h`).
+    #[arg(long, env = "ORION_WEBHOOK_DISABLE_AFTER", default_value = "5days",
+          value_parser = humantime::parse_duration)]
+    pub webhook_disable_after: Duration,
+
     /// Unacknowledged messages the broker may send ahead to each consumer.
     #[arg(long, env = "ORION_WORKER_PREFETCH", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -150,11 +172,12 @@ impl Config {
 /// its dependencies are up; one stuck on a dead dependency is better handed back).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The queues whose handlers use the database: saga and email.
-const CONSUMED_QUEUES: u32 = 2;
+/// The queues whose handlers use the database: saga, email and webhooks.
+const CONSUMED_QUEUES: u32 = 3;
 /// Connections used besides the handlers: the outbox relay (claim and listener), the sweeper,
-/// the dead-letter keeper, the inbox clean-up, the read models' upkeep and the health check.
-const BACKGROUND_CONNECTIONS: u32 = 7;
+/// the dead-letter keeper, the inbox clean-up, the read models' upkeep, the webhook deliveries
+/// and the health check.
+const BACKGROUND_CONNECTIONS: u32 = 8;
 
 /// A pool with a connection for every handler that can run at once, so handlers never queue
 /// for a connection while the database is healthy.
@@ -238,6 +261,20 @@ pub async fn run(
         },
     );
     let projections = ProjectionsHandler;
+    let webhooks_queued = Arc::new(tokio::sync::Notify::new());
+    let webhook_fan_out = WebhookFanOut::new(pool.clone(), webhooks_queued.clone());
+    let webhook_delivery = WebhookDelivery::new(
+        pool.clone(),
+        DeliverySettings {
+            policy: orion_webhooks::AddressPolicy {
+                allow_private: config.webhook_guard.allow_private(config.common.env),
+            },
+            timeout: Duration::from_secs(u64::from(config.webhook_timeout_seconds)),
+            schedule: config.webhook_retry_schedule.clone(),
+            disable_after: config.webhook_disable_after,
+        },
+        webhooks_queued,
+    )?;
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.amqp_management_url.is_empty() {
@@ -266,6 +303,8 @@ pub async fn run(
     };
     tasks.spawn(consumer(WorkQueue::Email, email_settings).run(email, stopping()));
     tasks.spawn(consumer(WorkQueue::Projections, settings.clone()).run(projections, stopping()));
+    tasks.spawn(consumer(WorkQueue::Webhooks, settings.clone()).run(webhook_fan_out, stopping()));
+    tasks.spawn(webhook_delivery.run(stopping()));
     tasks.spawn(
         DeadLetterKeeper::new(broker.clone(), topology.clone(), pool.clone()).run(stopping()),
     );

@@ -7,7 +7,13 @@
 // It writes one JSON line per step to stdout and reads commands from stdin, one JSON object per
 // line: {"expectOrder": id, "status": "confirmed", "withinMs": 2000}, {"restock": sku,
 // "quantity": n}, {"search": reference}, {"customerPage": {"email", "password", "orderId"}},
-// {"phone": true}, {"stop": true}. Screenshots go to ORION_ARTIFACTS.
+// {"phone": true}, {"webhook": url}, {"stop": true}. Screenshots go to ORION_ARTIFACTS.
+//
+// {"webhook": url} registers an endpoint at that URL in the webhooks panel, reads its secret
+// (shown once), sends a test event and waits for its delivery to show `delivered`; the receiver
+// must answer 2xx. {"webhook": true} takes the URL from ORION_WEBHOOK_URL, and without one the
+// step reports {"event": "webhook", "skipped": true}. Optional: "events" (default ["*"]),
+// "withinMs" (default 30000) for the delivery.
 
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -178,6 +184,69 @@ async function phone() {
   return result;
 }
 
+// Registers an endpoint, sees its secret once, sends a test event and waits for the delivery.
+async function webhook({ webhook: target, events = ["*"], withinMs = 30000 }) {
+  const url = typeof target === "string" ? target : process.env.ORION_WEBHOOK_URL;
+  if (!url) return { event: "webhook", skipped: true };
+  // Phone-sized screens show one panel at a time, behind its tab.
+  const tab = admin.locator('.tab[data-tab="webhooks"]');
+  if (await tab.isVisible()) await tab.click();
+  await admin.fill("#webhook-url", url);
+  await admin.fill("#webhook-description", "browser test");
+  for (const type of events) await admin.check(`#webhook-events input[value="${type}"]`);
+  await admin.click("#webhook-submit");
+
+  const secretBox = admin.locator("#webhook-secret");
+  await secretBox.waitFor({ state: "visible", timeout: 10000 });
+  const secret = (await secretBox.locator('[data-role="secret-value"]').textContent()).trim();
+  const id = await secretBox.getAttribute("data-for-webhook");
+  const row = admin.locator(`#webhooks-list tr[data-webhook-id="${id}"]`);
+  await row.waitFor({ timeout: 5000 });
+  const secretScreenshot = await shot(admin, "admin-webhook-secret.png");
+  await secretBox.locator('[data-action="dismiss-secret"]').click();
+  const secretGone = await admin.evaluate(
+    (secret) => !document.body.textContent.includes(secret),
+    secret,
+  );
+
+  // The delivery's id comes in the answer to the click; the page then shows that endpoint's
+  // deliveries and re-reads them until the outcome is known.
+  const sent = admin.waitForResponse(
+    (response) => response.url().endsWith(`/api/admin/webhooks/${id}/test`) && response.status() === 202,
+  );
+  await row.locator('[data-action="test"]').click();
+  const { delivery_id: deliveryId } = await (await sent).json();
+  await admin.waitForFunction(
+    ([id, deliveryId]) =>
+      document
+        .querySelector(
+          `#webhook-deliveries[data-for-webhook="${id}"] tr[data-delivery-id="${deliveryId}"] [data-field="outcome"]`,
+        )
+        ?.textContent.trim() === "delivered",
+    [id, deliveryId],
+    { timeout: withinMs, polling: 250 },
+  );
+  const deliveries = await admin.$$eval(`#webhook-deliveries[data-for-webhook="${id}"] tr[data-delivery-id]`, (trs) =>
+    trs.map((tr) => ({
+      id: tr.dataset.deliveryId,
+      event_type: tr.querySelector('[data-field="event_type"]')?.textContent.trim(),
+      outcome: tr.querySelector('[data-field="outcome"]')?.textContent.trim(),
+      attempts: Number(tr.querySelector('[data-field="attempts"]')?.textContent.trim()),
+    })),
+  );
+  await admin.locator("#webhook-deliveries").scrollIntoViewIfNeeded();
+  return {
+    event: "webhook",
+    id,
+    // A throwaway secret of the test's own endpoint: the test may check signatures with it.
+    secret,
+    secretGone,
+    deliveryId,
+    deliveries,
+    screenshots: [secretScreenshot, await shot(admin, "admin-webhook-delivered.png")],
+  };
+}
+
 const commands = createInterface({ input: process.stdin });
 for await (const line of commands) {
   let command;
@@ -193,6 +262,7 @@ for await (const line of commands) {
     else if (command.search) emit(await search(command));
     else if (command.customerPage) emit(await customerPage(command));
     else if (command.phone) emit(await phone());
+    else if (command.webhook) emit(await webhook(command));
   } catch (error) {
     emit({
       event: "failed",

@@ -7,6 +7,7 @@ mod faults;
 mod gateway;
 mod hub;
 mod process;
+mod receiver;
 mod worker;
 
 pub(crate) use api::{
@@ -20,4 +21,15 @@ pub(crate) use faults::{
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, js_dir, manifest_dir};
 pub(crate) use process::OrionProcess;
+pub(crate) use receiver::{Answer, Received, WebhookReceiver};
 pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess, management_url, smtp_url};
+
+/// The Python that has the pinned packages of `tests/python/requirements.txt`.
+pub(crate) fn python() -> std::path::PathBuf {
+    std::env::var_os("ORION_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "ORION_TEST_PYTHON is not set: run `cargo xtask test`, which installs \
+             tests/python/requirements.txt into .tools/venv and names that venv's python",
+        )
+}

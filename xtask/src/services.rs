@@ -372,7 +372,8 @@ fn install_maildev() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Installs the JavaScript test tools (`@microsoft/signalr`, `playwright-core`, `@redocly/cli`) from
+/// Installs the JavaScript test tools (`@microsoft/signalr`, `playwright-core`, `@redocly/cli`, the
+/// TypeScript client generator and compiler, the AsyncAPI parser) from
 /// `tests/js/package-lock.json`, again whenever the lock file is newer than the installation.
 pub(crate) fn ensure_js_clients() -> Result<()> {
     ensure_node("Node.js (for the hub and browser tests)")?;
@@ -390,7 +391,7 @@ pub(crate) fn ensure_js_clients() -> Result<()> {
         return Ok(());
     }
     step(
-        "installing the JavaScript test tools (@microsoft/signalr, playwright-core, @redocly/cli) from tests/js/package-lock.json (about 30 MB)",
+        "installing the JavaScript test tools (@microsoft/signalr, playwright-core, @redocly/cli, @hey-api/openapi-ts, typescript, @asyncapi/parser) from tests/js/package-lock.json (about 120 MB)",
     );
     workspace::run(
         Command::new("npm")
@@ -423,25 +424,33 @@ pub(crate) fn ensure_chromium() -> Result<PathBuf> {
     find().context("chromium was installed but is not on PATH")
 }
 
-/// The Python packages of the contract tests (schemathesis and everything it pulls in), each
-/// pinned.
+/// The Python packages of the tests (schemathesis, openapi-python-client, standardwebhooks and
+/// everything they pull in), each pinned.
 const PYTHON_REQUIREMENTS: &str = "tests/python/requirements.txt";
 
-/// The schemathesis command, installed from PyPI into `.tools/venv` with exactly the versions of
-/// `tests/python/requirements.txt`, again whenever that file changes.
-pub(crate) fn install_schemathesis() -> Result<PathBuf> {
+/// The commands a complete installation has in the venv's `bin/`.
+const PYTHON_COMMANDS: [&str; 3] = ["python", "schemathesis", "openapi-python-client"];
+
+/// The Python test tools, installed from PyPI into the venv `.tools/venv` with exactly the
+/// versions of `tests/python/requirements.txt`, again whenever that file changes. Returns the
+/// venv's folder: its `bin/` holds `python` (with every package importable), `schemathesis`,
+/// `openapi-python-client` and `ruff`.
+pub(crate) fn install_python_tools() -> Result<PathBuf> {
     let venv = workspace::root().join(".tools/venv");
-    let binary = venv.join("bin/schemathesis");
     let requirements = workspace::root().join(PYTHON_REQUIREMENTS);
     let wanted = std::fs::read(&requirements)
         .with_context(|| format!("cannot read {PYTHON_REQUIREMENTS}"))?;
     let installed = venv.join(".requirements.txt");
-    if binary.is_file() && std::fs::read(&installed).ok() == Some(wanted.clone()) {
-        return Ok(binary);
+    let complete = PYTHON_COMMANDS
+        .iter()
+        .all(|command| venv.join("bin").join(command).is_file());
+    if complete && std::fs::read(&installed).ok() == Some(wanted.clone()) {
+        return Ok(venv);
     }
-    let python = find_program("python3").context("schemathesis needs Python 3; install python3")?;
+    let python =
+        find_program("python3").context("the Python test tools need Python 3; install python3")?;
     step(&format!(
-        "installing schemathesis and its pinned dependencies ({PYTHON_REQUIREMENTS}) from PyPI into .tools/venv (about 40 MB)"
+        "installing the Python test tools (schemathesis, openapi-python-client, standardwebhooks) and their pinned dependencies ({PYTHON_REQUIREMENTS}) from PyPI into .tools/venv (about 140 MB)"
     ));
     let created = Command::new(&python)
         .args(["-m", "venv", "--clear"])
@@ -470,6 +479,12 @@ pub(crate) fn install_schemathesis() -> Result<PathBuf> {
             .arg(&requirements),
         "pip install (tests/python/requirements.txt)",
     )?;
-    std::fs::write(&installed, wanted).context("cannot mark the schemathesis install")?;
-    Ok(binary)
+    if let Some(missing) = PYTHON_COMMANDS
+        .iter()
+        .find(|command| !venv.join("bin").join(command).is_file())
+    {
+        bail!("pip installed {PYTHON_REQUIREMENTS} but .tools/venv/bin/{missing} is missing");
+    }
+    std::fs::write(&installed, wanted).context("cannot mark the Python tools' install")?;
+    Ok(venv)
 }

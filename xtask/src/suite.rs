@@ -160,9 +160,17 @@ fn redact(raw: &str) -> String {
     }
 }
 
+/// The tools the test run installed for the tests that drive them.
+#[derive(Default)]
+struct TestTools<'a> {
+    chromium: Option<&'a std::path::Path>,
+    /// The venv of the Python test tools (`services::install_python_tools`).
+    python_venv: Option<&'a std::path::Path>,
+}
+
 /// `cargo test` with the environment every test run gets: the services' addresses, offline
 /// query data, and none of the developer's own `ORION_*` settings.
-fn test_command(urls: &Urls, chromium: Option<&std::path::Path>, args: &[&str]) -> Result<Command> {
+fn test_command(urls: &Urls, tools: &TestTools<'_>, args: &[&str]) -> Result<Command> {
     let mut command = workspace::cargo_test();
     command.args(args);
     // The tests build their own configuration; a developer's ORION_* settings must not leak in.
@@ -181,8 +189,12 @@ fn test_command(urls: &Urls, chromium: Option<&std::path::Path>, args: &[&str]) 
             "ORION_TEST_MAIL_API",
             format!("http://{mail_host}:{MAIL_UI_PORT}"),
         );
-    if let Some(chromium) = chromium {
+    if let Some(chromium) = tools.chromium {
         command.env("ORION_TEST_CHROMIUM", chromium);
+    }
+    if let Some(venv) = tools.python_venv {
+        // The generated-client and webhook tests run their scripts with it.
+        command.env("ORION_TEST_PYTHON", venv.join("bin/python"));
     }
     Ok(command)
 }
@@ -196,7 +208,7 @@ pub(crate) fn chaos() -> Result<()> {
     step("the fault suite: every fault in turn under a stream of orders (about 8 minutes)");
     let mut chaos = test_command(
         &urls,
-        None,
+        &TestTools::default(),
         &[
             "--tests",
             "chaos::",
@@ -219,7 +231,12 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
     provision(&urls, &mut supervisor)?;
     services::ensure_js_clients()?;
     let chromium = services::ensure_chromium()?;
-    let test_command = |args: &[&str]| test_command(&urls, Some(chromium.as_path()), args);
+    let python_venv = services::install_python_tools()?;
+    let tools = TestTools {
+        chromium: Some(chromium.as_path()),
+        python_venv: Some(python_venv.as_path()),
+    };
+    let test_command = |args: &[&str]| test_command(&urls, &tools, args);
     step("building the workspace and running every test in it");
     let mut all = test_command(&[])?;
     all.args(cargo_args);
@@ -240,7 +257,7 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
             "chaos::",
         ])?;
         workspace::run(&mut alone, "cargo test (disruptive)")?;
-        schemathesis(&urls, &mut supervisor)?;
+        schemathesis(&urls, &python_venv, &mut supervisor)?;
         crate::fuzz::run_all()
     });
     supervisor.stop_all();
@@ -251,9 +268,13 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
 
 /// Runs schemathesis against a real API replica on a fresh database: every operation of the
 /// served OpenAPI document, as an admin, must never answer 5xx nor contradict the document.
-fn schemathesis(urls: &Urls, supervisor: &mut Supervisor) -> Result<()> {
+fn schemathesis(
+    urls: &Urls,
+    python_venv: &std::path::Path,
+    supervisor: &mut Supervisor,
+) -> Result<()> {
     step("schemathesis against the served OpenAPI document");
-    let schemathesis = services::install_schemathesis()?;
+    let schemathesis = python_venv.join("bin/schemathesis");
     // Built by the test run just before.
     let binary = workspace::target_dir()?.join("debug/orion-api");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

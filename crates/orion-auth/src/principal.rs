@@ -43,16 +43,24 @@ pub enum Scope {
     OrdersWrite,
     #[serde(rename = "inventory:read")]
     InventoryRead,
+    #[serde(rename = "webhooks:manage")]
+    WebhooksManage,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Self::OrdersRead, Self::OrdersWrite, Self::InventoryRead];
+    pub const ALL: [Scope; 4] = [
+        Self::OrdersRead,
+        Self::OrdersWrite,
+        Self::InventoryRead,
+        Self::WebhooksManage,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrdersRead => "orders:read",
             Self::OrdersWrite => "orders:write",
             Self::InventoryRead => "inventory:read",
+            Self::WebhooksManage => "webhooks:manage",
         }
     }
 

@@ -70,6 +70,23 @@ pub struct CommonArgs {
     pub log_format: LogFormat,
 }
 
+/// Which addresses webhooks may reach (the API checks at registration, the worker at delivery).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookGuardArgs {
+    /// Let webhooks reach loopback, private and link-local addresses: a receiver on this machine
+    /// or its network. Unset, allowed in dev mode only: in production such an address is how a
+    /// webhook would reach the database, the broker or a cloud's metadata service.
+    #[arg(long = "webhook-allow-private", env = "ORION_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<bool>,
+}
+
+impl WebhookGuardArgs {
+    /// Whether private addresses are allowed in `env`.
+    pub fn allow_private(&self, env: Environment) -> bool {
+        self.webhook_allow_private.unwrap_or(env.is_dev())
+    }
+}
+
 /// PostgreSQL connection settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {

@@ -34,10 +34,11 @@ pub enum EventType {
     EmailSent,
     EmailFailed,
     AccountRegistrationAttempted,
+    WebhookDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 19] = [
         Self::OrderPlaced,
         Self::OrderReserved,
         Self::OrderConfirmed,
@@ -56,6 +57,7 @@ impl EventType {
         Self::EmailSent,
         Self::EmailFailed,
         Self::AccountRegistrationAttempted,
+        Self::WebhookDisabled,
     ];
 
     /// The routing key and the stored `event_type`.
@@ -79,6 +81,7 @@ impl EventType {
             Self::EmailSent => "email.sent",
             Self::EmailFailed => "email.failed",
             Self::AccountRegistrationAttempted => "account.registration_attempted",
+            Self::WebhookDisabled => "webhook.disabled",
         }
     }
 
@@ -93,6 +96,7 @@ impl EventType {
             Some("inventory") => "inventory_item",
             Some("payment") => "payment",
             Some("account") => "account",
+            Some("webhook") => "webhook_endpoint",
             _ => "email",
         }
     }
@@ -208,6 +212,15 @@ pub struct RegistrationAttempted {
     pub user_id: Uuid,
 }
 
+/// `webhook.disabled`: Orion stopped delivering to a webhook endpoint on its own (it answered
+/// `410 Gone`, or failed for too long); the admins are told by email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub webhook_id: Uuid,
+    pub url: String,
+    pub reason: String,
+}
+
 /// A domain event with its payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -248,6 +261,8 @@ pub enum DomainEvent {
     EmailFailed(EmailDelivery),
     #[serde(rename = "account.registration_attempted")]
     AccountRegistrationAttempted(RegistrationAttempted),
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled(WebhookDisabled),
 }
 
 /// A stored or received event whose type or data does not match any known event.
@@ -292,6 +307,7 @@ impl DomainEvent {
             Self::EmailSent(_) => EventType::EmailSent,
             Self::EmailFailed(_) => EventType::EmailFailed,
             Self::AccountRegistrationAttempted(_) => EventType::AccountRegistrationAttempted,
+            Self::WebhookDisabled(_) => EventType::WebhookDisabled,
         }
     }
 
@@ -314,6 +330,7 @@ impl DomainEvent {
             Self::PaymentDeclined(e) => e.order_id.to_string(),
             Self::EmailSent(e) | Self::EmailFailed(e) => e.delivery_id.to_string(),
             Self::AccountRegistrationAttempted(e) => e.user_id.to_string(),
+            Self::WebhookDisabled(e) => e.webhook_id.to_string(),
         }
     }
 
@@ -334,7 +351,8 @@ impl DomainEvent {
             Self::EmailSent(e) | Self::EmailFailed(e) => e.order_id,
             Self::InventoryAdjusted(_)
             | Self::InventoryLowStock(_)
-            | Self::AccountRegistrationAttempted(_) => None,
+            | Self::AccountRegistrationAttempted(_)
+            | Self::WebhookDisabled(_) => None,
         }
     }
 
@@ -445,6 +463,11 @@ mod tests {
             }),
             DomainEvent::AccountRegistrationAttempted(RegistrationAttempted {
                 user_id: Uuid::now_v7(),
+            }),
+            DomainEvent::WebhookDisabled(WebhookDisabled {
+                webhook_id: Uuid::now_v7(),
+                url: "https://example.com/hooks".into(),
+                reason: "it answered 410 Gone".into(),
             }),
         ]
     }

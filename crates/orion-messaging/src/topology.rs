@@ -2,7 +2,7 @@
 //! isolate themselves on a shared broker with a random prefix.
 //!
 //! - `orion.events`: the topic exchange every domain event is published to, routing key = type.
-//! - Work queues `orion.saga` and `orion.email` (durable, quorum type) bound to exactly the
+//! - Work queues `orion.saga`, `orion.email` and `orion.webhooks` (durable, quorum type) bound to exactly the
 //!   events their consumer acts on, and `orion.projections` bound to every event, which also
 //!   makes every event routable (publishes are `mandatory`).
 //! - Per work queue, retry queues `<queue>.retry.<n>` with growing TTLs whose messages
@@ -26,16 +26,18 @@ pub const RETRY_DELAYS_MS: [u32; 3] = [1_000, 5_000, 30_000];
 pub enum WorkQueue {
     Saga,
     Email,
+    Webhooks,
     Projections,
 }
 
 impl WorkQueue {
-    pub const ALL: [WorkQueue; 3] = [Self::Saga, Self::Email, Self::Projections];
+    pub const ALL: [WorkQueue; 4] = [Self::Saga, Self::Email, Self::Webhooks, Self::Projections];
 
     pub(crate) fn base_name(self) -> &'static str {
         match self {
             Self::Saga => "orion.saga",
             Self::Email => "orion.email",
+            Self::Webhooks => "orion.webhooks",
             Self::Projections => "orion.projections",
         }
     }
@@ -59,6 +61,18 @@ impl WorkQueue {
                 "order.delivered",
                 "inventory.low_stock",
                 "account.registration_attempted",
+                "webhook.disabled",
+            ],
+            // What integrators may subscribe to (`orion_webhooks::EVENT_TYPES`, which a test
+            // holds this list to).
+            Self::Webhooks => &[
+                "order.placed",
+                "order.confirmed",
+                "order.failed",
+                "order.cancelled",
+                "order.shipped",
+                "order.delivered",
+                "inventory.low_stock",
             ],
             Self::Projections => &["#"],
         }
@@ -70,7 +84,7 @@ impl WorkQueue {
         match self {
             Self::Saga => &["order.*", "inventory.*", "payment.*"],
             Self::Email => &["order.*"],
-            Self::Projections => &[],
+            Self::Webhooks | Self::Projections => &[],
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod read_models;
 pub mod sagas;
 pub mod seed;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 

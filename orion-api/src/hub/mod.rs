@@ -75,7 +75,7 @@ struct Inner {
 #[derive(Debug)]
 struct Subscriber {
     user: Uuid,
-    admin: bool,
+    reach: Reach,
     queue: mpsc::Sender<Arc<Notification>>,
     /// Fired when the hub drops the connection; its task then ends wherever it is waiting.
     drop: Option<oneshot::Sender<()>>,
@@ -88,49 +88,79 @@ struct Subscribers {
     /// Each customer's connections (an admin's are in `admins` only).
     by_user: HashMap<Uuid, HashSet<u64>>,
     admins: HashSet<u64>,
+    /// Connections of API keys that read every order.
+    order_readers: HashSet<u64>,
 }
 
 impl Subscribers {
     fn insert(&mut self, id: u64, subscriber: Subscriber) {
-        if subscriber.admin {
-            self.admins.insert(id);
-        } else {
-            self.by_user.entry(subscriber.user).or_default().insert(id);
+        match subscriber.reach {
+            Reach::Admin => {
+                self.admins.insert(id);
+            }
+            Reach::AllOrders => {
+                self.order_readers.insert(id);
+            }
+            Reach::Own => {
+                self.by_user.entry(subscriber.user).or_default().insert(id);
+            }
         }
         self.by_id.insert(id, subscriber);
     }
 
     fn remove(&mut self, id: u64) -> Option<Subscriber> {
         let subscriber = self.by_id.remove(&id)?;
-        if subscriber.admin {
-            self.admins.remove(&id);
-        } else if let Some(ids) = self.by_user.get_mut(&subscriber.user) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_user.remove(&subscriber.user);
+        match subscriber.reach {
+            Reach::Admin => {
+                self.admins.remove(&id);
+            }
+            Reach::AllOrders => {
+                self.order_readers.remove(&id);
+            }
+            Reach::Own => {
+                if let Some(ids) = self.by_user.get_mut(&subscriber.user) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_user.remove(&subscriber.user);
+                    }
+                }
             }
         }
         Some(subscriber)
     }
 
-    /// The connections a notification goes to: every admin's, and the owner's.
+    /// The connections a notification goes to: every admin's, and for an order's news also
+    /// every order reader's and the owner's.
     fn audience(&self, audience: Audience) -> impl Iterator<Item = (u64, &Subscriber)> {
-        let owner = match audience {
-            Audience::Admins => None,
-            Audience::Owner(customer) => self.by_user.get(&customer),
+        let (readers, owner) = match audience {
+            Audience::Admins => (None, None),
+            Audience::Owner(customer) => (Some(&self.order_readers), self.by_user.get(&customer)),
         };
         self.admins
             .iter()
+            .chain(readers.into_iter().flatten())
             .chain(owner.into_iter().flatten())
             .filter_map(|id| self.by_id.get(id).map(|subscriber| (*id, subscriber)))
     }
 }
 
-/// Who is connected: from the verified access token.
+/// What a connection hears about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// A customer: their own orders.
+    Own,
+    /// An API key with `orders:read`: every order (not the stock).
+    AllOrders,
+    /// An admin: every order and the stock.
+    Admin,
+}
+
+/// Who is connected: from the verified access token or API key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Caller {
+    /// The user, or the API key.
     pub(crate) user: Uuid,
-    pub(crate) admin: bool,
+    pub(crate) reach: Reach,
     pub(crate) expires_at: time::OffsetDateTime,
 }
 
@@ -253,7 +283,7 @@ impl Hub {
             id,
             Subscriber {
                 user: caller.user,
-                admin: caller.admin,
+                reach: caller.reach,
                 queue,
                 drop: Some(drop),
             },

@@ -8,14 +8,15 @@ use axum::Json;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequestParts, Query, State, WebSocketUpgrade};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Caller, connection};
+use orion_auth::{Credential, Principal, Scope};
+
+use super::{Caller, Reach, connection};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -62,7 +63,10 @@ pub(crate) struct NegotiateResponse {
 /// access token (the `Authorization` header, or the `access_token` query parameter from a
 /// browser) and speaks SignalR's JSON hub protocol. A customer receives `OrderStatusUpdated` for
 /// their own orders; an administrator receives it for every order, and `OrderPlaced`,
-/// `InventoryUpdated` and `LowStockAlert`. Every message's argument carries a `sequence` that
+/// `InventoryUpdated` and `LowStockAlert`. An API key with `orders:read` (in place of the access
+/// token) receives what an administrator receives about orders: every `OrderStatusUpdated` and
+/// `OrderPlaced`; its connection lasts an hour, then the client connects again. The messages are
+/// described in the AsyncAPI document at `/api-docs/asyncapi.json`. Every message's argument carries a `sequence` that
 /// grows by one per message on the connection. After a reconnect, re-read state over REST.
 #[utoipa::path(
     post,
@@ -70,11 +74,12 @@ pub(crate) struct NegotiateResponse {
     tag = "hub",
     operation_id = "negotiate_hub_connection",
     params(NegotiateQuery),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "How to connect", body = NegotiateResponse),
         (status = 400, description = "A malformed `negotiateVersion`", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token or API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key without `orders:read`", body = crate::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn negotiate(
@@ -142,41 +147,87 @@ impl FromRequestParts<AppState> for HubCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let token = match header {
-            Some(token) => token,
-            None => {
-                access_token_parameter(parts.uri.query().unwrap_or_default()).ok_or_else(|| {
-                    ApiError::Unauthorized(
-                        "the hub needs an access token: `Authorization: Bearer <token>` or the \
-                         `access_token` query parameter"
-                            .into(),
-                    )
-                })?
+        let credential = match crate::extract::presented(&parts.headers) {
+            Credential::None => {
+                let token = access_token_parameter(parts.uri.query().unwrap_or_default())
+                    .ok_or_else(|| {
+                        ApiError::Unauthorized(
+                            "the hub needs an access token or an API key: `Authorization: \
+                                 Bearer <token>` or the `access_token` query parameter"
+                                .into(),
+                        )
+                    })?;
+                // Browsers pass whichever they hold in the query; a key shows by its start.
+                if token.starts_with(orion_auth::API_KEY_START) {
+                    HubCredential::Key(token)
+                } else {
+                    HubCredential::Token(token)
+                }
+            }
+            Credential::Bearer(token) => HubCredential::Token(token.to_owned()),
+            Credential::ApiKey(key) => HubCredential::Key(key.to_owned()),
+            Credential::Unsupported => {
+                return Err(ApiError::Unauthorized(
+                    "the Authorization header must be `Bearer <token>` or `ApiKey <key>`".into(),
+                ));
             }
         };
-        let claims = state.keys.verify(&token)?;
-        let expires_at = time::OffsetDateTime::from_unix_timestamp(claims.exp)
-            .map_err(|_| ApiError::Unauthorized("the access token has no valid expiry".into()))?;
-        // REST allows a few seconds of clock skew; a connection would be closed at once.
-        if expires_at <= time::OffsetDateTime::now_utc() {
-            return Err(ApiError::Unauthorized(
-                "the access token has expired; sign in again".into(),
-            ));
+        match credential {
+            HubCredential::Token(token) => token_caller(state, &token),
+            HubCredential::Key(key) => key_caller(state, &key).await,
         }
-        Ok(HubCaller(Caller {
-            user: claims.sub,
-            admin: claims.role == orion_auth::Role::Admin,
-            expires_at,
-        }))
+        .map(HubCaller)
     }
 }
+
+enum HubCredential {
+    Token(String),
+    Key(String),
+}
+
+/// A user, by their access token: a customer hears about their own orders, an admin about all
+/// of them and the stock.
+fn token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let claims = state.keys.verify(token)?;
+    let expires_at = time::OffsetDateTime::from_unix_timestamp(claims.exp)
+        .map_err(|_| ApiError::Unauthorized("the access token has no valid expiry".into()))?;
+    // REST allows a few seconds of clock skew; a connection would be closed at once.
+    if expires_at <= time::OffsetDateTime::now_utc() {
+        return Err(ApiError::Unauthorized(
+            "the access token has expired; sign in again".into(),
+        ));
+    }
+    let admin = claims.role == orion_auth::Role::Admin;
+    Ok(Caller {
+        user: claims.sub,
+        reach: if admin { Reach::Admin } else { Reach::Own },
+        expires_at,
+    })
+}
+
+/// An integrator's API key with `orders:read`: hears what an admin hears about orders (every
+/// `OrderPlaced` and `OrderStatusUpdated`), not the stock. A key has no expiry of its own, so
+/// its connection ends after [`KEY_SESSION`] and the client connects again, which checks the key
+/// again (a revoked key is then refused).
+async fn key_caller(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    let principal = crate::extract::api_key(state, key).await?;
+    let Principal::ApiKey { id, .. } = principal else {
+        return Err(ApiError::Unauthorized("not an API key".into()));
+    };
+    if !principal.has_scope(Scope::OrdersRead) {
+        return Err(ApiError::Forbidden(
+            "the hub takes API keys with the `orders:read` scope".into(),
+        ));
+    }
+    Ok(Caller {
+        user: id,
+        reach: Reach::AllOrders,
+        expires_at: time::OffsetDateTime::now_utc() + KEY_SESSION,
+    })
+}
+
+/// How long a connection made with an API key lasts before it must connect again.
+const KEY_SESSION: time::Duration = time::Duration::hours(1);
 
 fn access_token_parameter(query: &str) -> Option<String> {
     #[derive(Deserialize)]

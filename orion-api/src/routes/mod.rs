@@ -7,6 +7,7 @@ mod idempotent;
 pub(crate) mod inventory;
 pub(crate) mod orders;
 mod pagination;
+pub(crate) mod webhooks;
 
 use crate::error::ApiError;
 

@@ -131,7 +131,8 @@ impl EmailHandler {
         Ok(())
     }
 
-    /// Who gets what: the customer for order events, every admin for low-stock alerts, an
+    /// Who gets what: the customer for order events, every admin for low-stock alerts and disabled
+    /// webhooks, an
     /// account's owner when someone tries to register with their address.
     async fn compose(
         &self,
@@ -158,6 +159,26 @@ impl EmailHandler {
                         "item_name": item_name,
                         "available": low.available,
                         "threshold": low.low_stock_threshold,
+                        "admin_url": format!("{base}/admin"),
+                    }),
+                })
+                .collect());
+        }
+        if let DomainEvent::WebhookDisabled(disabled) = event {
+            let admins = users::admin_contacts(&mut *conn).await?;
+            return Ok(admins
+                .into_iter()
+                .map(|(email, name)| Letter {
+                    dedupe_key: format!(
+                        "webhook_disabled:{}:{event_id}:{email}",
+                        disabled.webhook_id
+                    ),
+                    recipient: email,
+                    order_id: None,
+                    values: json!({
+                        "name": name,
+                        "url": disabled.url,
+                        "reason": disabled.reason,
                         "admin_url": format!("{base}/admin"),
                     }),
                 })

@@ -18,10 +18,11 @@ pub enum EmailKind {
     OrderDelivered,
     LowStockAlert,
     AccountExists,
+    WebhookDisabled,
 }
 
 impl EmailKind {
-    pub const ALL: [EmailKind; 8] = [
+    pub const ALL: [EmailKind; 9] = [
         Self::OrderReceived,
         Self::OrderConfirmed,
         Self::OrderFailed,
@@ -30,6 +31,7 @@ impl EmailKind {
         Self::OrderDelivered,
         Self::LowStockAlert,
         Self::AccountExists,
+        Self::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl EmailKind {
             Self::OrderDelivered => "order_delivered",
             Self::LowStockAlert => "low_stock_alert",
             Self::AccountExists => "account_exists",
+            Self::WebhookDisabled => "webhook_disabled",
         }
     }
 
@@ -56,6 +59,7 @@ impl EmailKind {
             "order.delivered" => Self::OrderDelivered,
             "inventory.low_stock" => Self::LowStockAlert,
             "account.registration_attempted" => Self::AccountExists,
+            "webhook.disabled" => Self::WebhookDisabled,
             _ => return None,
         })
     }
@@ -75,7 +79,7 @@ macro_rules! templates {
     };
 }
 
-const SOURCES: [(&str, &str); 27] = templates![
+const SOURCES: [(&str, &str); 30] = templates![
     "layout.html",
     "order_lines.html",
     "order_lines.txt",
@@ -103,6 +107,9 @@ const SOURCES: [(&str, &str); 27] = templates![
     "account_exists.subject.txt",
     "account_exists.txt",
     "account_exists.html",
+    "webhook_disabled.subject.txt",
+    "webhook_disabled.txt",
+    "webhook_disabled.html",
 ];
 
 /// The compiled templates.
@@ -170,6 +177,10 @@ mod tests {
                 }
                 EmailKind::AccountExists => {
                     json!({"name": "Ada", "sign_in_url": "http://127.0.0.1:8080/admin"})
+                }
+                EmailKind::WebhookDisabled => {
+                    json!({"name": "Ada", "url": "https://example.com/hooks",
+                           "reason": "it answered 410 Gone", "admin_url": "http://127.0.0.1:8080/admin"})
                 }
                 _ => order_values("Ada"),
             };
