@@ -129,6 +129,19 @@ async fn the_openapi_document_and_its_ui_are_served(_: PgPoolOptions, options: P
         document,
         serde_json::to_value(orion_api::openapi()).unwrap()
     );
+    // The hub's AsyncAPI document beside it, exactly the file the tests validate.
+    let served: Value = api
+        .get("/api-docs/asyncapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file = crate::support::manifest_dir().join("../orion-api/assets/asyncapi.json");
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(served, on_disk);
+    assert_eq!(served["asyncapi"], "3.0.0");
     let page = api.get("/docs", None).send().await.unwrap();
     // The same protections as the admin panel: no inline or foreign script, never framed.
     let policy = page.headers()["content-security-policy"].to_str().unwrap();

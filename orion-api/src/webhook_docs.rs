@@ -7,6 +7,7 @@ use utoipa::openapi::path::{
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, ToSchema};
 
@@ -56,6 +57,8 @@ impl Modify for WebhookDocs {
                      honoured on 429 and 503); `410 Gone` disables the endpoint."
                 )))
                 .tag("webhooks")
+                // The receiver checks Orion's signature (the headers), not an OpenAPI scheme.
+                .securities(Some(Vec::<SecurityRequirement>::new()))
                 .request_body(Some(
                     RequestBodyBuilder::new()
                         .required(Some(Required::True))

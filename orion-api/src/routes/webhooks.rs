@@ -167,6 +167,9 @@ pub(crate) async fn create_webhook(
 }
 
 /// List webhook endpoints.
+///
+/// Every endpoint, oldest first, with its events and whether it is enabled (and if not, why).
+/// Secrets are never shown again.
 #[utoipa::path(get, path = "/api/admin/webhooks", tag = "webhooks", operation_id = "list_webhooks",
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -186,6 +189,8 @@ pub(crate) async fn list_webhooks(
 }
 
 /// Get a webhook endpoint.
+///
+/// Its URL, events, description and state; not its secret.
 #[utoipa::path(get, path = "/api/admin/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
