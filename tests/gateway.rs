@@ -776,7 +776,8 @@ fn the_gateway_knows_every_route_of_the_apis_openapi_document() {
     for (template, operations) in document["paths"].as_object().unwrap() {
         let sample = template
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
-            .replace("{sku}", "SKU-1");
+            .replace("{sku}", "SKU-1")
+            .replace("{delivery_id}", &uuid::Uuid::now_v7().to_string());
         assert!(
             !sample.contains('{'),
             "a parameter the test does not know: {template}"

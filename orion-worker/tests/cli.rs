@@ -34,7 +34,7 @@ fn print_policies_lists_the_policies_of_the_configured_topology() {
     let work = &policies[0];
     assert_eq!(
         work["pattern"],
-        r"^shop-a\.(orion\.saga|orion\.email|orion\.projections)$"
+        r"^shop-a\.(orion\.saga|orion\.email|orion\.webhooks|orion\.projections)$"
     );
     assert_eq!(work["apply-to"], "queues");
     assert_eq!(

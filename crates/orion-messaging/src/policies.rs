@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(work.name, "t1.orion-work");
         assert_eq!(
             work.pattern,
-            r"^t1\.(orion\.saga|orion\.email|orion\.projections)$"
+            r"^t1\.(orion\.saga|orion\.email|orion\.webhooks|orion\.projections)$"
         );
         assert_eq!(work.definition["dead-letter-routing-key"], "t1.orion.dead");
         assert_eq!(

@@ -134,6 +134,7 @@ impl Subscribers {
     fn audience(&self, audience: Audience) -> impl Iterator<Item = (u64, &Subscriber)> {
         let (readers, owner) = match audience {
             Audience::Admins => (None, None),
+            Audience::OrderWatchers => (Some(&self.order_readers), None),
             Audience::Owner(customer) => (Some(&self.order_readers), self.by_user.get(&customer)),
         };
         self.admins

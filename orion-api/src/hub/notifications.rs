@@ -10,8 +10,10 @@ use uuid::Uuid;
 /// Who receives a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Audience {
-    /// Administrators only.
+    /// Administrators only (the stock's news).
     Admins,
+    /// Administrators and the API keys that read every order (news of all orders).
+    OrderWatchers,
     /// The customer who owns the order, and administrators.
     Owner(Uuid),
 }
@@ -122,7 +124,7 @@ fn placed_messages(placed: &OrderPlaced) -> Vec<Notification> {
     vec![
         notification(
             ORDER_PLACED,
-            Audience::Admins,
+            Audience::OrderWatchers,
             &OrderPlacedMessage {
                 order_id: placed.order_id.as_uuid(),
                 customer_id,
@@ -206,7 +208,7 @@ mod tests {
         }));
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[0].target, ORDER_PLACED);
-        assert_eq!(messages[0].audience, Audience::Admins);
+        assert_eq!(messages[0].audience, Audience::OrderWatchers);
         assert_eq!(
             payload(&messages[0]),
             json!({"orderId": order_id.to_string(), "customerId": customer_id.to_string(),

@@ -87,8 +87,9 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
 /// placeholders, as the API's OpenAPI document names them; a test holds the two together),
 /// `/api/other` for the rest of `/api`, and a few groups outside it.
 pub fn route_label(path: &str) -> &'static str {
-    // Every labelled route has at most five segments; a longer path only needs its first five.
-    let mut segments = [""; 5];
+    // Every labelled route has at most seven segments; one slot more keeps a longer path from
+    // passing for a labelled route by its first seven.
+    let mut segments = [""; 8];
     let mut count = 0;
     for (slot, segment) in segments
         .iter_mut()
@@ -117,6 +118,16 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "admin", "dead-letters"] => "/api/admin/dead-letters",
         ["api", "admin", "dead-letters", _, "replay"] => "/api/admin/dead-letters/{id}/replay",
         ["api", "admin", "email-deliveries"] => "/api/admin/email-deliveries",
+        ["api", "admin", "webhooks"] => "/api/admin/webhooks",
+        ["api", "admin", "webhooks", _] => "/api/admin/webhooks/{id}",
+        ["api", "admin", "webhooks", _, "rotate-secret"] => {
+            "/api/admin/webhooks/{id}/rotate-secret"
+        }
+        ["api", "admin", "webhooks", _, "test"] => "/api/admin/webhooks/{id}/test",
+        ["api", "admin", "webhooks", _, "deliveries"] => "/api/admin/webhooks/{id}/deliveries",
+        ["api", "admin", "webhooks", _, "deliveries", _, "replay"] => {
+            "/api/admin/webhooks/{id}/deliveries/{delivery_id}/replay"
+        }
         ["api", ..] => "/api/other",
         ["hubs", ..] => "/hubs",
         ["admin", ..] => "/admin",
