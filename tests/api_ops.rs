@@ -206,6 +206,11 @@ fn the_openapi_document_passes_redocly_lint() {
     );
     let _ = std::fs::remove_file(&document);
     assert!(output.status.success(), "redocly lint failed:\n{report}");
+    // Examples are checked against their schemas (a warning in the recommended rules).
+    assert!(
+        !report.contains("no-invalid-media-type-examples"),
+        "an example its schema refuses:\n{report}"
+    );
     assert!(
         report.contains("Woohoo!") || report.contains("validated"),
         "{report}"
@@ -350,4 +355,71 @@ async fn a_request_that_takes_too_long_is_answered_504_and_changes_nothing(
             .unwrap();
     assert_eq!(events, 0);
     api.stop().await;
+}
+
+/// The properties and required names of a component schema, through `allOf` (a flattened
+/// struct) and `$ref`s.
+fn schema_fields(document: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return schema_fields(document, &document["components"]["schemas"][name]);
+    }
+    let mut properties: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().map(|n| n.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let (more, needed) = schema_fields(document, part);
+        properties.extend(more);
+        required.extend(needed);
+    }
+    (properties, required)
+}
+
+/// Every success answer with a JSON body has an example, made from a real value of its type,
+/// and the example holds the schema honest: each field the API sends is declared, and one sent
+/// as `null` is required (it is always there, so a generated client must not make it optional).
+#[test]
+fn every_success_answer_has_an_example_whose_fields_are_declared_and_required() {
+    let document = serde_json::to_value(orion_api::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(media) = response["content"].get("application/json") else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                // On the answer, or on its schema.
+                let reference = media["schema"]["$ref"].as_str().unwrap_or_default();
+                let schema = &document["components"]["schemas"]
+                    [reference.rsplit('/').next().unwrap_or_default()];
+                let example = media
+                    .get("example")
+                    .or_else(|| schema.get("example"))
+                    .unwrap_or_else(|| panic!("{method} {path} {status} has no example"));
+                let (properties, required) = schema_fields(&document, &media["schema"]);
+                for (field, value) in example.as_object().unwrap() {
+                    assert!(
+                        properties.contains(field),
+                        "{method} {path}: the example's {field} is not in the schema"
+                    );
+                    // Only a field left out when empty may be optional; one sent as null is
+                    // always sent.
+                    assert!(
+                        !value.is_null() || required.contains(field),
+                        "{method} {path}: {field} is sent as null but not required"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 25, "{checked} answers checked");
 }

@@ -125,6 +125,8 @@ impl Modify for CommonResponses {
                 .responses
                 .insert(name.to_owned(), RefOr::T(response));
         }
+        let examples: std::collections::HashMap<&str, serde_json::Value> =
+            crate::examples::by_schema().into_iter().collect();
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 &mut item.get,
@@ -152,8 +154,38 @@ impl Modify for CommonResponses {
                             .headers
                             .insert(REPLAYED.to_owned(), header_ref(REPLAYED));
                     }
+                    if status.starts_with('2') {
+                        add_example(response, &examples);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// An example on each JSON answer whose schema has one in `crate::examples` (a real value of
+/// the answer's type, serialized), unless the operation gives its own.
+fn add_example(
+    response: &mut utoipa::openapi::Response,
+    examples: &std::collections::HashMap<&str, serde_json::Value>,
+) {
+    use utoipa::openapi::RefOr;
+    for content in response.content.values_mut() {
+        let RefOr::T(content) = content else {
+            continue;
+        };
+        let Some(RefOr::Ref(reference)) = &content.schema else {
+            continue;
+        };
+        let name = reference
+            .ref_location
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        if content.example.is_none()
+            && let Some(example) = examples.get(name)
+        {
+            content.example = Some(example.clone());
         }
     }
 }

@@ -6,6 +6,7 @@ mod api_keys;
 mod config;
 mod docs;
 mod error;
+mod examples;
 mod extract;
 #[doc(hidden)]
 pub mod fuzzing;

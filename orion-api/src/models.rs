@@ -7,8 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::names::{
-    FailureReasonName, RoleName, SagaStepName, ScopeName, StatusName, WebhookEventName,
-    WebhookOutcomeName,
+    EmailKindName, EmailStatusName, FailureReasonName, RoleName, SagaStepName, ScopeName,
+    StatusName, WebhookEventName, WebhookOutcomeName,
 };
 
 pub use orion_domain::public::{MoneyBody, OrderItemResponse, OrderResponse};
@@ -98,6 +98,7 @@ pub struct PlaceOrderRequest {
 pub struct OrderList {
     pub items: Vec<OrderResponse>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -139,6 +140,7 @@ pub struct Timeline {
     /// Every domain event of the order, oldest first.
     pub events: Vec<TimelineEvent>,
     /// The order's saga, once the worker has started it.
+    #[schema(required = true)]
     pub saga: Option<SagaView>,
 }
 
@@ -148,9 +150,11 @@ pub struct SagaView {
     #[schema(value_type = SagaStepName)]
     pub step: String,
     #[schema(value_type = Option<FailureReasonName>)]
+    #[schema(required = true)]
     pub failure_reason: Option<String>,
     /// When the running step becomes overdue; null when no step is running.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub deadline: Option<OffsetDateTime>,
     /// The order's stock as the saga knows it: `requested`, `held`, `released`, `shipped`, ...
     pub stock: String,
@@ -179,8 +183,10 @@ pub struct SagaTransitionView {
 pub struct DeadLetterResponse {
     pub id: Uuid,
     /// The event id, if the message had one.
+    #[schema(required = true)]
     pub message_id: Option<String>,
     /// The event type, e.g. `order.placed`.
+    #[schema(required = true)]
     pub event_type: Option<String>,
     /// The queue the message failed in, where a replay sends it.
     pub queue: String,
@@ -191,6 +197,7 @@ pub struct DeadLetterResponse {
     #[serde(with = "time::serde::rfc3339")]
     pub parked_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub replayed_at: Option<OffsetDateTime>,
     pub replay_count: i32,
     /// The message body: its JSON when it is JSON (usually an object), else its text as a string.
@@ -200,6 +207,7 @@ pub struct DeadLetterResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetterList {
     pub items: Vec<DeadLetterResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -218,36 +226,46 @@ pub struct PageQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EmailDeliveryResponse {
     pub id: Uuid,
+    #[schema(required = true)]
     pub order_id: Option<Uuid>,
-    /// `order_received`, `order_confirmed`, `order_failed`, `order_cancelled`, `order_shipped`,
-    /// `order_delivered` or `low_stock_alert`.
+    #[schema(value_type = EmailKindName)]
     pub kind: String,
     pub recipient: String,
-    /// `pending` (being sent or waiting for a retry), `sent` or `failed`.
+    /// `pending` (waiting for a retry), `sending` (in an SMTP conversation), `sent` or `failed`.
+    #[schema(value_type = EmailStatusName)]
     pub status: String,
     pub attempts: i32,
+    #[schema(required = true)]
     pub last_error: Option<String>,
+    #[schema(required = true)]
     pub provider_message_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub sent_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EmailDeliveryList {
     pub items: Vec<EmailDeliveryResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EmailDeliveryQuery {
-    /// Only deliveries in this status: `pending`, `sent` or `failed`.
+    /// Only deliveries in this status.
+    #[param(value_type = Option<EmailStatusName>)]
     pub status: Option<String>,
     /// Most deliveries returned, 1 to 100 (default 50), newest first.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 // ---- inventory ----
@@ -278,6 +296,7 @@ impl From<&InventoryItem> for InventoryItemResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InventoryList {
     pub items: Vec<InventoryItemResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -383,8 +402,10 @@ pub struct ApiKeyResponse {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 
@@ -462,10 +483,12 @@ pub struct WebhookResponse {
     pub url: String,
     #[schema(value_type = Vec<WebhookEventName>)]
     pub events: Vec<String>,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// Whether events are delivered to it.
     pub enabled: bool,
     /// Why it is disabled: by an admin, `410 Gone`, or failing for too long.
+    #[schema(required = true)]
     pub disabled_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -511,11 +534,15 @@ pub struct WebhookDeliveryResponse {
     pub event_type: String,
     /// Attempts made so far.
     pub attempts: i32,
+    #[schema(required = true)]
     pub last_status_code: Option<i32>,
+    #[schema(required = true)]
     pub last_latency_ms: Option<i32>,
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// When the next attempt is due (pending deliveries only).
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub next_attempt_at: Option<OffsetDateTime>,
     #[schema(value_type = WebhookOutcomeName)]
     pub outcome: String,
@@ -529,6 +556,7 @@ pub struct WebhookDeliveryResponse {
 pub struct WebhookDeliveryList {
     pub items: Vec<WebhookDeliveryResponse>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

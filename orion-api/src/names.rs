@@ -6,6 +6,7 @@ use orion_auth::{Role, Scope};
 use orion_domain::SagaStep;
 use orion_domain::names;
 pub use orion_domain::public::{FailureReasonName, StatusName};
+use orion_persistence::emails::{DeliveryStatus, EmailKind};
 use orion_persistence::webhooks::Outcome;
 
 names!(RoleName, "A user's role.", Role::ALL.map(Role::as_str));
@@ -13,6 +14,16 @@ names!(
     ScopeName,
     "What an API key may do.",
     Scope::ALL.map(Scope::as_str)
+);
+names!(
+    EmailKindName,
+    "A kind of email Orion sends.",
+    EmailKind::ALL.map(EmailKind::as_str)
+);
+names!(
+    EmailStatusName,
+    "Where an email delivery stands.",
+    DeliveryStatus::ALL.map(DeliveryStatus::as_str)
 );
 names!(
     WebhookEventName,

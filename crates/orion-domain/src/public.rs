@@ -88,6 +88,7 @@ pub struct OrderResponse {
     pub status: String,
     /// Set for failed orders, else null.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<FailureReasonName>))]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub failure_reason: Option<String>,
     pub items: Vec<OrderItemResponse>,
     pub total: MoneyBody,

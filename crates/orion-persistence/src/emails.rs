@@ -37,6 +37,53 @@ impl DeliveryStatus {
     }
 }
 
+/// Every kind of email Orion sends, as stored in `email_deliveries.kind` (whose check lists the
+/// same; a test holds the two together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmailKind {
+    OrderReceived,
+    OrderConfirmed,
+    OrderFailed,
+    OrderCancelled,
+    OrderShipped,
+    OrderDelivered,
+    LowStockAlert,
+    AccountExists,
+    WebhookDisabled,
+}
+
+impl EmailKind {
+    pub const ALL: [EmailKind; 9] = [
+        Self::OrderReceived,
+        Self::OrderConfirmed,
+        Self::OrderFailed,
+        Self::OrderCancelled,
+        Self::OrderShipped,
+        Self::OrderDelivered,
+        Self::LowStockAlert,
+        Self::AccountExists,
+        Self::WebhookDisabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderReceived => "order_received",
+            Self::OrderConfirmed => "order_confirmed",
+            Self::OrderFailed => "order_failed",
+            Self::OrderCancelled => "order_cancelled",
+            Self::OrderShipped => "order_shipped",
+            Self::OrderDelivered => "order_delivered",
+            Self::LowStockAlert => "low_stock_alert",
+            Self::AccountExists => "account_exists",
+            Self::WebhookDisabled => "webhook_disabled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
 /// An email to send.
 #[derive(Debug, Clone)]
 pub struct NewDelivery<'a> {
@@ -205,21 +252,27 @@ pub async fn mark_attempt_failed(
     Ok(attempts)
 }
 
-/// Deliveries, newest first, optionally of one status, at most `limit`.
+/// Deliveries, newest first, optionally of one status, at most `limit`, after the (created_at,
+/// id) of the previous page.
 pub async fn list_deliveries(
     conn: &mut PgConnection,
     status: Option<DeliveryStatus>,
+    after: Option<(OffsetDateTime, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Delivery>> {
+    let (after_time, after_id) = after.unzip();
     let rows = sqlx::query_as!(
         DeliveryRow,
         r#"select id, dedupe_key, order_id, kind, recipient, status, attempts, last_error,
                   provider_message_id, next_attempt_at, created_at, updated_at, sent_at
            from email_deliveries
            where ($1::text is null or status = $1)
+             and ($2::timestamptz is null or (created_at, id) < ($2, $3))
            order by created_at desc, id desc
-           limit $2"#,
+           limit $4"#,
         status.map(DeliveryStatus::as_str),
+        after_time,
+        after_id,
         limit,
     )
     .fetch_all(conn)

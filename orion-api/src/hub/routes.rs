@@ -48,6 +48,9 @@ pub(crate) struct Transport {
 /// SignalR's negotiate answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"negotiateVersion": 1, "connectionId": "5f0c2b1e9a8d4c3b8f7e6d5c4b3a2910",
+    "connectionToken": "0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b",
+    "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text"]}]}))]
 pub(crate) struct NegotiateResponse {
     negotiate_version: i32,
     connection_id: String,

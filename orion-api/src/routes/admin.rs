@@ -300,13 +300,13 @@ pub(crate) async fn replay_dead_letter(
 /// List email deliveries (admins).
 ///
 /// Emails sent or tried, newest first, with their attempts and last error; `?status=failed`
-/// shows the ones that gave up.
+/// shows the ones that gave up. Cursor pagination.
 #[utoipa::path(get, path = "/api/admin/email-deliveries", tag = "admin",
     security(("bearer" = [])),
     params(EmailDeliveryQuery),
     responses(
         (status = 200, description = "Email deliveries", body = EmailDeliveryList),
-        (status = 400, description = "Invalid status or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid status, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -320,13 +320,20 @@ pub(crate) async fn list_email_deliveries(
         None => None,
         Some(raw) => Some(DeliveryStatus::parse(raw).ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "unknown status {raw:?}; expected pending, sent or failed"
+                "unknown status {raw:?}; expected pending, sending, sent or failed"
             ))
         })?),
     };
     let limit = page_size(query.limit, 50)?;
-    let deliveries =
-        emails::list_deliveries(&mut *connection(&state.pool).await?, status, limit).await?;
+    let after = after_cursor(query.cursor.as_deref())?;
+    let rows = emails::list_deliveries(
+        &mut *connection(&state.pool).await?,
+        status,
+        after,
+        limit + 1,
+    )
+    .await?;
+    let (deliveries, next_cursor) = split_page(rows, limit, |d| (d.created_at, d.id));
     Ok(Json(EmailDeliveryList {
         items: deliveries
             .into_iter()
@@ -343,5 +350,6 @@ pub(crate) async fn list_email_deliveries(
                 sent_at: d.sent_at,
             })
             .collect(),
+        next_cursor,
     }))
 }

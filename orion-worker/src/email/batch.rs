@@ -64,7 +64,7 @@ impl EmailHandler {
             envelopes.iter().map(|_| Ok(())).collect();
         let mut messages = Vec::new();
         for (index, envelope) in envelopes.iter().enumerate() {
-            let Some(kind) = EmailKind::for_event(&envelope.kind) else {
+            let Some(kind) = super::templates::email_for(&envelope.kind) else {
                 continue;
             };
             match DomainEvent::from_parts(&envelope.kind, envelope.data.clone()) {

@@ -102,7 +102,7 @@ impl EmailHandler {
     }
 
     async fn deliver_all(&self, envelope: Envelope) -> Result<()> {
-        let Some(kind) = EmailKind::for_event(&envelope.kind) else {
+        let Some(kind) = templates::email_for(&envelope.kind) else {
             return Ok(());
         };
         // The reads in one transaction: one commit instead of one per statement.

@@ -7,62 +7,22 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
-/// Every kind of email Orion sends, as stored in `email_deliveries.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EmailKind {
-    OrderReceived,
-    OrderConfirmed,
-    OrderFailed,
-    OrderCancelled,
-    OrderShipped,
-    OrderDelivered,
-    LowStockAlert,
-    AccountExists,
-    WebhookDisabled,
-}
+pub use orion_persistence::emails::EmailKind;
 
-impl EmailKind {
-    pub const ALL: [EmailKind; 9] = [
-        Self::OrderReceived,
-        Self::OrderConfirmed,
-        Self::OrderFailed,
-        Self::OrderCancelled,
-        Self::OrderShipped,
-        Self::OrderDelivered,
-        Self::LowStockAlert,
-        Self::AccountExists,
-        Self::WebhookDisabled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OrderReceived => "order_received",
-            Self::OrderConfirmed => "order_confirmed",
-            Self::OrderFailed => "order_failed",
-            Self::OrderCancelled => "order_cancelled",
-            Self::OrderShipped => "order_shipped",
-            Self::OrderDelivered => "order_delivered",
-            Self::LowStockAlert => "low_stock_alert",
-            Self::AccountExists => "account_exists",
-            Self::WebhookDisabled => "webhook_disabled",
-        }
-    }
-
-    /// The email an event asks for, if any.
-    pub fn for_event(event_type: &str) -> Option<EmailKind> {
-        Some(match event_type {
-            "order.placed" => Self::OrderReceived,
-            "order.confirmed" => Self::OrderConfirmed,
-            "order.failed" => Self::OrderFailed,
-            "order.cancelled" => Self::OrderCancelled,
-            "order.shipped" => Self::OrderShipped,
-            "order.delivered" => Self::OrderDelivered,
-            "inventory.low_stock" => Self::LowStockAlert,
-            "account.registration_attempted" => Self::AccountExists,
-            "webhook.disabled" => Self::WebhookDisabled,
-            _ => return None,
-        })
-    }
+/// The email an event asks for, if any.
+pub(super) fn email_for(event_type: &str) -> Option<EmailKind> {
+    Some(match event_type {
+        "order.placed" => EmailKind::OrderReceived,
+        "order.confirmed" => EmailKind::OrderConfirmed,
+        "order.failed" => EmailKind::OrderFailed,
+        "order.cancelled" => EmailKind::OrderCancelled,
+        "order.shipped" => EmailKind::OrderShipped,
+        "order.delivered" => EmailKind::OrderDelivered,
+        "inventory.low_stock" => EmailKind::LowStockAlert,
+        "account.registration_attempted" => EmailKind::AccountExists,
+        "webhook.disabled" => EmailKind::WebhookDisabled,
+        _ => return None,
+    })
 }
 
 /// A rendered email.
@@ -230,14 +190,11 @@ mod tests {
 
     #[test]
     fn events_map_to_kinds() {
+        assert_eq!(email_for("order.failed"), Some(EmailKind::OrderFailed));
         assert_eq!(
-            EmailKind::for_event("order.failed"),
-            Some(EmailKind::OrderFailed)
-        );
-        assert_eq!(
-            EmailKind::for_event("inventory.low_stock"),
+            email_for("inventory.low_stock"),
             Some(EmailKind::LowStockAlert)
         );
-        assert_eq!(EmailKind::for_event("order.reserved"), None);
+        assert_eq!(email_for("order.reserved"), None);
     }
 }
