@@ -292,6 +292,10 @@ async fn dead_letter_and_email_listings_refuse_bad_parameters_clearly(
         ("/api/admin/dead-letters?cursor=not-a-cursor", "bad-request"),
         ("/api/admin/dead-letters?color=red", "bad-request"),
         ("/api/admin/email-deliveries?status=lost", "bad-request"),
+        (
+            "/api/admin/email-deliveries?cursor=not-a-cursor",
+            "bad-request",
+        ),
         ("/api/admin/email-deliveries?limit=101", "bad-request"),
     ] {
         let response = api.get(path, Some(&admin)).send().await.unwrap();
@@ -320,6 +324,9 @@ async fn dead_letter_and_email_listings_refuse_bad_parameters_clearly(
     let emails = api
         .get_json("/api/admin/email-deliveries?status=failed", &admin)
         .await;
-    assert_eq!(emails, serde_json::json!({"items": []}));
+    assert_eq!(
+        emails,
+        serde_json::json!({"items": [], "next_cursor": null})
+    );
     api.stop().await;
 }

@@ -423,3 +423,15 @@ fn every_success_answer_has_an_example_whose_fields_are_declared_and_required() 
     }
     assert!(checked > 25, "{checked} answers checked");
 }
+
+/// The document's limits are the ones the API enforces.
+#[test]
+fn the_documented_limits_are_the_enforced_ones() {
+    let document = serde_json::to_value(orion_api::openapi()).unwrap();
+    let items = &document["components"]["schemas"]["PlaceOrderRequest"]["properties"]["items"];
+    assert_eq!(items["minItems"], 1);
+    assert_eq!(items["maxItems"], orion_domain::order::MAX_LINES);
+    let events = &document["components"]["schemas"]["CreateWebhookRequest"]["properties"]["events"];
+    // Every event type once (`*` goes alone).
+    assert_eq!(events["maxItems"], orion_webhooks::EVENT_TYPES.len());
+}

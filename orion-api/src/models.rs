@@ -82,6 +82,7 @@ pub struct PlaceOrderLine {
 #[schema(example = json!({"items": [{"sku": "SKU-1", "quantity": 2}], "payment_token": "tok_visa"}))]
 pub struct PlaceOrderRequest {
     /// 1 to 50 lines, one per SKU.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<PlaceOrderLine>,
     /// Opaque token from the payment form. Tokens starting with `tok_decline` are declined by the
     /// simulated provider.
@@ -442,7 +443,7 @@ pub struct CreateWebhookRequest {
     #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     /// Event types to deliver, or `["*"]` for all.
-    #[schema(value_type = Vec<WebhookEventName>, min_items = 1, max_items = 8)]
+    #[schema(value_type = Vec<WebhookEventName>, min_items = 1, max_items = 7)]
     pub events: Vec<String>,
     #[serde(default)]
     #[schema(max_length = 500)]
@@ -457,7 +458,7 @@ pub struct UpdateWebhookRequest {
     #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1, max_items = 8)]
+    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1, max_items = 7)]
     pub events: Option<Vec<String>>,
     /// A new description; null removes it.
     #[serde(default, deserialize_with = "present")]

@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(work.definition["dead-letter-routing-key"], "t1.orion.dead");
         assert_eq!(
             policies[1].pattern,
-            r"^t1\.(orion\.saga|orion\.email|orion\.projections)\.retry\.[0-9]+$"
+            r"^t1\.(orion\.saga|orion\.email|orion\.webhooks|orion\.projections)\.retry\.[0-9]+$"
         );
         assert_eq!(policies[2].pattern, r"^t1\.orion\.dead$");
     }

@@ -71,10 +71,13 @@ async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
 
 /// Known event types or `*` alone, each once.
 fn checked_events(events: &[String]) -> Result<Vec<String>, ApiError> {
-    if events.is_empty() {
+    if events.is_empty() || events.len() > EVENT_TYPES.len() {
         return Err(ApiError::field(
             "events",
-            "give at least one event type, or \"*\"",
+            format!(
+                "give 1 to {} event types, or \"*\" alone",
+                EVENT_TYPES.len()
+            ),
         ));
     }
     let mut checked: Vec<String> = Vec::new();
@@ -450,5 +453,6 @@ mod tests {
         assert!(checked_events(&strings(&["*", "order.placed"])).is_err());
         assert!(checked_events(&strings(&["order.reserved"])).is_err());
         assert!(checked_events(&[]).is_err());
+        assert!(checked_events(&strings(&["order.placed"; 8])).is_err());
     }
 }
