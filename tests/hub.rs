@@ -591,6 +591,7 @@ async fn an_orders_read_key_hears_every_order_but_not_the_stock(
     let reader = api.api_key(&admin, &["orders:read"]).await;
     let stock_only = api.api_key(&admin, &["inventory:read"]).await;
     let mut reader_hub = HubProbe::connected(&hub, &reader).await;
+    let mut admin_hub = HubProbe::connected(&hub, &admin).await;
     match HubProbe::connect(&hub, Some(&stock_only)).await {
         Connection::Refused(error) => assert!(error.contains("403"), "{error}"),
         Connection::Connected(probe) => {
@@ -624,6 +625,11 @@ async fn an_orders_read_key_hears_every_order_but_not_the_stock(
         )
         .await;
     // The reservation moved stock, which an admin hears about and the key must not.
+    admin_hub
+        .wait_for_message("InventoryUpdated", Duration::from_secs(10), |m| {
+            m["sku"] == "SKU-1"
+        })
+        .await;
     let heard = reader_hub.collect_for(Duration::from_secs(1)).await;
     let everything: Vec<&Value> = reader_hub.seen.iter().chain(&heard).collect();
     assert!(
@@ -633,6 +639,7 @@ async fn an_orders_read_key_hears_every_order_but_not_the_stock(
         "{everything:?}"
     );
     reader_hub.stop().await;
+    admin_hub.stop().await;
     worker.stop().await;
     gateway.stop().await;
     api.stop().await;

@@ -7,8 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::names::{
-    EmailKindName, EmailStatusName, FailureReasonName, RoleName, SagaStepName, ScopeName,
-    StatusName, WebhookEventName, WebhookOutcomeName,
+    EmailKindName, EmailStatusName, FailureReasonName, OrderEventName, RoleName, SagaStepName,
+    ScopeName, StatusName, WebhookEventName, WebhookOutcomeName,
 };
 
 pub use orion_domain::public::{MoneyBody, OrderItemResponse, OrderResponse};
@@ -575,10 +575,8 @@ pub struct WebhookDeliveryQuery {
 /// The body of every webhook: what happened, when, and the public shape of what it happened to.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderWebhook {
-    /// `order.placed`, `order.confirmed`, `order.failed`, `order.cancelled`, `order.shipped` or
-    /// `order.delivered`.
     #[serde(rename = "type")]
-    #[schema(value_type = WebhookEventName)]
+    #[schema(value_type = OrderEventName)]
     pub event_type: String,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
@@ -591,7 +589,7 @@ pub struct OrderWebhook {
 pub struct LowStockWebhook {
     /// `inventory.low_stock`.
     #[serde(rename = "type")]
-    #[schema(value_type = WebhookEventName)]
+    #[schema(value_type = String, pattern = "^inventory\\.low_stock$")]
     pub event_type: String,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,

@@ -31,6 +31,13 @@ names!(
     std::iter::once(orion_webhooks::ALL_EVENTS).chain(orion_webhooks::EVENT_TYPES)
 );
 names!(
+    OrderEventName,
+    "An order's event, as a webhook's `type`.",
+    orion_webhooks::EVENT_TYPES
+        .into_iter()
+        .filter(|event| event.starts_with("order."))
+);
+names!(
     WebhookOutcomeName,
     "Where a webhook delivery stands.",
     Outcome::ALL.map(Outcome::as_str)

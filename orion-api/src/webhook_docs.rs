@@ -52,9 +52,12 @@ impl Modify for WebhookDocs {
                 .summary(Some(format!("`{event}`")))
                 .description(Some(format!(
                     "Orion posts this to every enabled endpoint subscribed to `{event}` (or `*`); \
-                     `data` is {what}. Answer 2xx within 15 s. Anything else is retried with \
-                     jitter after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (`Retry-After` is \
-                     honoured on 429 and 503); `410 Gone` disables the endpoint."
+                     `data` is {what}. Answer 2xx within the timeout (15 s unless the operators \
+                     set another). Anything else is retried with jitter, by default after 5 s, \
+                     5 min, 30 min, 2 h, 5 h, 10 h and 10 h (a longer `Retry-After` on 429 and \
+                     503 is honoured); `410 Gone` disables the endpoint. A `webhook.test` event \
+                     (sent on an admin's request) has the same envelope, with `data` \
+                     `{{\"webhook_id\"}}`."
                 )))
                 .tag("webhooks")
                 // The receiver checks Orion's signature (the headers), not an OpenAPI scheme.

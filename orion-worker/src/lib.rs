@@ -175,9 +175,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The queues whose handlers use the database: saga, email and webhooks.
 const CONSUMED_QUEUES: u32 = 3;
 /// Connections used besides the handlers: the outbox relay (claim and listener), the sweeper,
-/// the dead-letter keeper, the inbox clean-up, the read models' upkeep, the webhook deliveries
-/// and the health check.
-const BACKGROUND_CONNECTIONS: u32 = 8;
+/// the dead-letter keeper, the inbox clean-up, the read models' upkeep and the health check,
+/// and the webhook deliveries' own.
+const BACKGROUND_CONNECTIONS: u32 = 7 + webhooks::delivery::CONNECTIONS;
 
 /// A pool with a connection for every handler that can run at once, so handlers never queue
 /// for a connection while the database is healthy.
@@ -190,6 +190,9 @@ fn pool_size(concurrency: u32) -> u32 {
 /// How long handled message ids are remembered: far longer than any retry path (about a minute)
 /// or a broker outage.
 const INBOX_RETENTION: time::Duration = time::Duration::days(7);
+
+/// How long finished webhook deliveries stay listed (and replayable).
+const WEBHOOK_RETENTION: time::Duration = time::Duration::days(30);
 
 /// Connects, migrates, then works until `shutdown` completes; in-flight messages are finished
 /// and acknowledged before it returns.
@@ -344,7 +347,8 @@ pub async fn run(
 
 pub(crate) use orion_persistence::now;
 
-/// Deletes inbox rows older than the retention, hourly.
+/// Deletes inbox rows older than the retention, and finished webhook deliveries older than
+/// theirs, hourly.
 async fn forget_old_messages(pool: orion_persistence::Pool, stopping: impl Future<Output = ()>) {
     tokio::pin!(stopping);
     let mut ticker = tokio::time::interval(Duration::from_secs(3600));
@@ -353,16 +357,26 @@ async fn forget_old_messages(pool: orion_persistence::Pool, stopping: impl Futur
             () = &mut stopping => break,
             _ = ticker.tick() => {}
         }
-        let before = time::OffsetDateTime::now_utc() - INBOX_RETENTION;
+        let now = time::OffsetDateTime::now_utc();
         let deleted = async {
             let mut conn = pool.acquire().await?;
-            orion_persistence::inbox::delete_handled_before(&mut conn, before).await
+            let inbox =
+                orion_persistence::inbox::delete_handled_before(&mut conn, now - INBOX_RETENTION)
+                    .await?;
+            let deliveries = orion_persistence::webhooks::delete_finished_before(
+                &mut conn,
+                now - WEBHOOK_RETENTION,
+            )
+            .await?;
+            Ok::<_, orion_persistence::Error>((inbox, deliveries))
         }
         .await;
         match deleted {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "forgot old inbox entries"),
-            Err(error) => tracing::warn!(%error, "inbox clean-up failed"),
+            Ok((0, 0)) => {}
+            Ok((inbox, deliveries)) => {
+                tracing::info!(inbox, webhook_deliveries = deliveries, "forgot old rows");
+            }
+            Err(error) => tracing::warn!(%error, "clean-up failed"),
         }
     }
 }

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
-/// A registered endpoint, secrets included (the API never shows them after creation).
-#[derive(Debug, Clone)]
+/// A registered endpoint, secrets included (the API never shows them after creation, and its
+/// `Debug` leaves them out, so a log line cannot carry them).
+#[derive(Clone)]
 pub struct Endpoint {
     pub id: Uuid,
     pub url: String,
@@ -27,14 +28,36 @@ pub struct Endpoint {
     pub updated_at: OffsetDateTime,
 }
 
-/// A new endpoint.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("enabled", &self.enabled)
+            .field("disabled_reason", &self.disabled_reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new endpoint (its `Debug` leaves the secret out).
+#[derive(Clone)]
 pub struct NewEndpoint<'a> {
     pub id: Uuid,
     pub url: &'a str,
     pub events: &'a [String],
     pub description: Option<&'a str>,
     pub secret: &'a str,
+}
+
+impl std::fmt::Debug for NewEndpoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEndpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a `PATCH` changes; `None` leaves a field alone.
@@ -96,7 +119,8 @@ pub async fn find_endpoint(conn: &mut PgConnection, id: Uuid) -> Result<Option<E
     Ok(endpoint)
 }
 
-/// Applies a change; enabling an endpoint forgets why it was disabled and how long it failed.
+/// Applies a change; enabling a disabled endpoint forgets why it was disabled and how long it
+/// failed.
 pub async fn update_endpoint(
     conn: &mut PgConnection,
     id: Uuid,
@@ -110,10 +134,13 @@ pub async fn update_endpoint(
                events = coalesce($3, events),
                description = case when $4 then $5 else description end,
                enabled = coalesce($6, enabled),
-               disabled_reason = case when $6 then null
-                                      when $6 = false then 'disabled by an admin'
+               -- Only a real change moves the state: disabling an endpoint Orion disabled
+               -- keeps Orion's reason, enabling an enabled one keeps its failure record.
+               disabled_reason = case when $6 and not enabled then null
+                                      when $6 = false and enabled then 'disabled by an admin'
                                       else disabled_reason end,
-               failing_since = case when $6 then null else failing_since end,
+               failing_since = case when $6 and not enabled then null else failing_since end,
+               last_failed_at = case when $6 and not enabled then null else last_failed_at end,
                updated_at = $7
            where id = $1
            returning id, url, events, description, enabled, disabled_reason, secret,
@@ -199,27 +226,36 @@ pub async fn disable_endpoint(
     Ok(done.rows_affected() > 0)
 }
 
-/// Notes a failed attempt; returns since when the endpoint has been failing.
+/// Notes a failed attempt; returns since when the endpoint has been failing, and the
+/// database's time now. A failure after `quiet` without any (a receiver fixed, then a long
+/// pause in traffic) starts a new run rather than continuing an old one.
 pub async fn mark_failing(
     conn: &mut PgConnection,
     id: Uuid,
-    now: OffsetDateTime,
-) -> Result<Option<OffsetDateTime>> {
-    let since = sqlx::query_scalar!(
-        r#"update webhook_endpoints set failing_since = coalesce(failing_since, $2)
-           where id = $1 returning failing_since as "failing_since!""#,
+    quiet: std::time::Duration,
+) -> Result<Option<(OffsetDateTime, OffsetDateTime)>> {
+    let row = sqlx::query!(
+        r#"update webhook_endpoints
+           set failing_since = case
+                   when failing_since is null
+                     or last_failed_at < now() - $2::float8 * interval '1 second' then now()
+                   else failing_since end,
+               last_failed_at = now()
+           where id = $1
+           returning failing_since as "failing_since!", now() as "now!""#,
         id,
-        now,
+        quiet.as_secs_f64(),
     )
     .fetch_optional(conn)
     .await?;
-    Ok(since)
+    Ok(row.map(|r| (r.failing_since, r.now)))
 }
 
 /// Notes a delivered attempt: the endpoint is healthy again.
 pub async fn mark_healthy(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     sqlx::query!(
-        "update webhook_endpoints set failing_since = null where id = $1 and failing_since is not null",
+        r#"update webhook_endpoints set failing_since = null, last_failed_at = null
+           where id = $1 and failing_since is not null"#,
         id
     )
     .execute(conn)
@@ -345,10 +381,13 @@ pub async fn insert_deliveries(
     Ok(inserted.rows_affected())
 }
 
-/// A delivery whose attempt is due, with what sending it needs.
-#[derive(Debug, Clone)]
+/// A delivery whose attempt is due, with what sending it needs (its `Debug` leaves the secrets
+/// out).
+#[derive(Clone)]
 pub struct DueDelivery {
     pub id: Uuid,
+    /// This claim's: only it can record the attempt's result.
+    pub lease: Uuid,
     pub endpoint_id: Uuid,
     pub event_id: Uuid,
     pub payload: String,
@@ -360,34 +399,61 @@ pub struct DueDelivery {
     pub previous_secret: Option<String>,
 }
 
-/// Leases up to `limit` due deliveries of enabled endpoints until `lease_until`, counting the
-/// attempt. Two workers never take the same delivery; a lease that runs out (a worker killed
-/// mid-attempt) makes its delivery due again.
+impl std::fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueDelivery")
+            .field("id", &self.id)
+            .field("endpoint_id", &self.endpoint_id)
+            .field("event_id", &self.event_id)
+            .field("attempts", &self.attempts)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Leases up to `limit` due deliveries of enabled endpoints for `lease` (on the database's
+/// clock), counting the attempt, with at most `per_endpoint` of one endpoint's in flight at once
+/// (so a receiver that hangs holds back only its own deliveries). Two workers never take the same
+/// delivery; a lease that runs out (a worker killed mid-attempt) makes its delivery due again.
 pub async fn claim_due(
     conn: &mut PgConnection,
     limit: i64,
-    lease_until: OffsetDateTime,
-    now: OffsetDateTime,
+    per_endpoint: i64,
+    lease: std::time::Duration,
 ) -> Result<Vec<DueDelivery>> {
     let due = sqlx::query_as!(
         DueDelivery,
-        r#"with due as (
-               select d.id from webhook_deliveries d
+        r#"with in_flight as (
+               select endpoint_id, count(*) as n from webhook_deliveries
+               where outcome = 'pending' and lease is not null and next_attempt_at > now()
+               group by endpoint_id),
+           candidates as (
+               select d.id,
+                      row_number() over (partition by d.endpoint_id
+                                         order by d.next_attempt_at, d.id)
+                          + coalesce(f.n, 0) as place
+               from webhook_deliveries d
                join webhook_endpoints e on e.id = d.endpoint_id
-               where d.outcome = 'pending' and d.next_attempt_at <= $3 and e.enabled
+               left join in_flight f on f.endpoint_id = d.endpoint_id
+               where d.outcome = 'pending' and d.next_attempt_at <= now() and e.enabled),
+           due as (
+               select d.id from webhook_deliveries d
+               where d.id in (select id from candidates where place <= $2)
                order by d.next_attempt_at
                limit $1
                for update of d skip locked)
            update webhook_deliveries d
-           set attempts = d.attempts + 1, next_attempt_at = $2, updated_at = $3
+           set attempts = d.attempts + 1, lease = gen_random_uuid(),
+               next_attempt_at = now() + $3::float8 * interval '1 second', updated_at = now()
            from due, webhook_endpoints e
            where d.id = due.id and e.id = d.endpoint_id
-           returning d.id, d.endpoint_id, d.event_id, d.payload, d.attempts, e.url, e.secret,
-                     case when e.previous_secret_expires_at > $3 then e.previous_secret end
+           returning d.id, d.lease as "lease!", d.endpoint_id, d.event_id, d.payload, d.attempts,
+                     e.url, e.secret,
+                     case when e.previous_secret_expires_at > now() then e.previous_secret end
                          as previous_secret"#,
         limit,
-        lease_until,
-        now,
+        per_endpoint,
+        lease.as_secs_f64(),
     )
     .fetch_all(conn)
     .await?;
@@ -401,33 +467,50 @@ pub struct AttemptResult<'a> {
     pub latency_ms: i32,
     pub error: Option<&'a str>,
     pub outcome: Outcome,
-    /// When a pending delivery is tried next.
-    pub next_attempt_at: Option<OffsetDateTime>,
+    /// How long until a pending delivery is tried again.
+    pub retry_in: Option<std::time::Duration>,
 }
 
-/// Records an attempt's result on a delivery.
+/// Records an attempt's result on a delivery, if the attempt still holds its lease; whether it
+/// did. One that does not (its lease ran out and another attempt took over, or an admin replayed
+/// the delivery meanwhile) records nothing: the newer attempt's word stands.
 pub async fn record_attempt(
     conn: &mut PgConnection,
     id: Uuid,
+    lease: Uuid,
     result: &AttemptResult<'_>,
-    now: OffsetDateTime,
-) -> Result<()> {
-    sqlx::query!(
+) -> Result<bool> {
+    let done = sqlx::query!(
         r#"update webhook_deliveries
-           set last_status_code = $2, last_latency_ms = $3, last_error = $4, outcome = $5,
-               next_attempt_at = $6, updated_at = $7
-           where id = $1"#,
+           set last_status_code = $3, last_latency_ms = $4, last_error = $5, outcome = $6,
+               next_attempt_at = now() + $7::float8 * interval '1 second', lease = null,
+               updated_at = now()
+           where id = $1 and lease = $2"#,
         id,
+        lease,
         result.status_code,
         result.latency_ms,
         result.error,
         result.outcome.as_str(),
-        result.next_attempt_at,
-        now,
+        result.retry_in.map(|d| d.as_secs_f64()),
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
+}
+
+/// Deletes finished deliveries (delivered or failed) last changed before `before`; how many.
+pub async fn delete_finished_before(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> Result<u64> {
+    let done = sqlx::query!(
+        "delete from webhook_deliveries where outcome <> 'pending' and updated_at < $1",
+        before
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// An endpoint's deliveries, newest first, after the (created_at, id) of the previous page.
@@ -458,7 +541,8 @@ pub async fn list_deliveries(
 }
 
 /// Sends a delivery again, at once and with a fresh schedule (an admin's replay); `None` when
-/// the endpoint has no such delivery.
+/// the endpoint has no such delivery. An attempt in flight loses its lease: its result is not
+/// recorded over the replay's.
 pub async fn replay_delivery(
     conn: &mut PgConnection,
     endpoint_id: Uuid,
@@ -468,7 +552,8 @@ pub async fn replay_delivery(
     let row = sqlx::query_as!(
         DeliveryRow,
         r#"update webhook_deliveries
-           set outcome = 'pending', attempts = 0, next_attempt_at = $3, updated_at = $3
+           set outcome = 'pending', attempts = 0, next_attempt_at = $3, lease = null,
+               updated_at = $3
            where id = $2 and endpoint_id = $1
            returning id, endpoint_id, event_id, event_type, attempts, last_status_code,
                      last_latency_ms, last_error, outcome, next_attempt_at, created_at, updated_at"#,

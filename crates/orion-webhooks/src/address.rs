@@ -64,22 +64,28 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = embedded_v4(ip) {
         return is_public_v4(v4);
     }
-    let first = ip.segments()[0];
+    let [first, second, third, fourth, ..] = ip.segments();
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || ip.is_unique_local()
         || ip.is_unicast_link_local()
-        // 2001:db8::/32: documentation.
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        // 2001:db8::/32: documentation; 2001::/32: Teredo, which tunnels to IPv4.
+        || (first == 0x2001 && (second == 0x0db8 || second == 0))
+        // 64:ff9b:1::/48: NAT64 for local use (RFC 8215), which reaches private IPv4.
+        || (first == 0x64 && second == 0xff9b && third == 1)
+        // 100::/64: discard.
+        || (first == 0x100 && second == 0 && third == 0 && fourth == 0)
         // Site-local (deprecated, still routed inside some networks).
         || (first & 0xffc0) == 0xfec0)
 }
 
-/// The IPv4 address an IPv6 address stands for: mapped (`::ffff:a.b.c.d`), NAT64
-/// (`64:ff9b::a.b.c.d`) or 6to4 (`2002:aabb:ccdd::`).
+/// The IPv4 address an IPv6 address stands for: mapped (`::ffff:a.b.c.d`), compatible
+/// (`::a.b.c.d`, deprecated), translated (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) or
+/// 6to4 (`2002:aabb:ccdd::`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
+    // Mapped and compatible addresses (`::1` and `::` among them, judged as 0.0.0.x).
+    if let Some(v4) = ip.to_ipv4() {
         return Some(v4);
     }
     let s = ip.segments();
@@ -89,7 +95,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         Ipv4Addr::new(a, b, c, d)
     };
     match s {
-        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] | [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
         [0x2002, hi, lo, ..] => Some(from(hi, lo)),
         _ => None,
     }
@@ -98,12 +104,13 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 /// Checks a URL given at registration: `http` or `https`, a host, no credentials, and (unless
 /// the policy allows private addresses) a host that resolves, only to public addresses.
 pub async fn check_url(raw: &str, policy: AddressPolicy) -> Result<Url> {
-    if raw.len() > MAX_URL_LENGTH {
+    let url = Url::parse(raw).map_err(|e| Error::Url(format!("not a URL: {e}")))?;
+    // Measured as stored: parsing percent-encodes, which can lengthen it.
+    if url.as_str().len() > MAX_URL_LENGTH {
         return Err(Error::Url(format!(
             "the URL is longer than {MAX_URL_LENGTH} characters"
         )));
     }
-    let url = Url::parse(raw).map_err(|e| Error::Url(format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Url("the URL must be http or https".into()));
     }
@@ -115,20 +122,20 @@ pub async fn check_url(raw: &str, policy: AddressPolicy) -> Result<Url> {
     if url.fragment().is_some() {
         return Err(Error::Url("the URL must not have a fragment".into()));
     }
-    let addresses = resolve(&url).await?;
-    if let Some(forbidden) = addresses.iter().find(|a| !policy.permits(a.ip())) {
-        let what = match literal_ip(&url) {
-            Some(ip) => ip.to_string(),
-            None => format!(
-                "{} resolves to {}, which",
-                url.host_str().unwrap_or_default(),
-                forbidden.ip()
-            ),
-        };
-        return Err(Error::Forbidden(format!(
-            "{what} is a loopback, private, link-local or reserved address; webhooks reach \
-             only public addresses"
-        )));
+    if policy.allow_private {
+        return Ok(url);
+    }
+    // One answer whatever the name resolves to, or whether it resolves: the registration is no
+    // probe of the shop's internal names.
+    let public = resolve(&url)
+        .await
+        .is_ok_and(|addresses| addresses.iter().all(|a| is_public(a.ip())));
+    if !public {
+        return Err(Error::Forbidden(
+            "the URL must reach a public address: its host does not resolve, or resolves to a \
+             loopback, private, link-local or reserved address"
+                .into(),
+        ));
     }
     Ok(url)
 }
@@ -240,7 +247,12 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
             "2002:7f00:1::",
+            "::7f00:1",
+            "::ffff:0:a00:1",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             assert!(!public(raw), "{raw} counted as public");
         }
@@ -275,6 +287,11 @@ mod tests {
             allow_private: true,
         };
         assert!(check_url("http://127.0.0.1:9000/hook", open).await.is_ok());
+        // A name that does not resolve gets the same answer as a private one.
+        assert!(matches!(
+            check_url("http://no-such-host.invalid/", strict).await,
+            Err(Error::Forbidden(_))
+        ));
     }
 
     #[tokio::test]
@@ -282,11 +299,14 @@ mod tests {
         let open = AddressPolicy {
             allow_private: true,
         };
+        let long = format!("http://127.0.0.1/{}", "é".repeat(400));
+        assert!(long.len() < MAX_URL_LENGTH, "short before encoding");
         for url in [
             "ftp://127.0.0.1/",
             "not a url",
             "http://user:pass@127.0.0.1/",
             "http://127.0.0.1/#x",
+            long.as_str(),
         ] {
             assert!(
                 matches!(check_url(url, open).await, Err(Error::Url(_))),

@@ -37,13 +37,6 @@ pub const ALL_EVENTS: &str = "*";
 /// The event `POST /api/admin/webhooks/{id}/test` sends.
 pub const TEST_EVENT: &str = "webhook.test";
 
-/// Whether an endpoint subscribed to `subscribed` wants events of `event_type`.
-pub fn subscribes(subscribed: &[String], event_type: &str) -> bool {
-    subscribed
-        .iter()
-        .any(|s| s == ALL_EVENTS || s == event_type)
-}
-
 /// What can go wrong with a webhook's settings.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -86,15 +79,6 @@ pub fn body(event_type: &str, timestamp: OffsetDateTime, data: &impl Serialize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_star_subscribes_to_everything_and_a_list_to_its_own() {
-        let star = vec![ALL_EVENTS.to_owned()];
-        let placed = vec!["order.placed".to_owned()];
-        assert!(subscribes(&star, "order.shipped"));
-        assert!(subscribes(&placed, "order.placed"));
-        assert!(!subscribes(&placed, "order.failed"));
-    }
 
     #[test]
     fn the_body_has_type_timestamp_and_data() {

@@ -12,6 +12,9 @@ use crate::{Error, Result};
 /// Standard Webhooks' recommended schedule: about 27 hours of retries.
 pub const DEFAULT: &str = "5s,5m,30m,2h,5h,10h,10h";
 
+/// Longest delay between two attempts.
+const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How far a delay may be moved either way, as a fraction of it.
 const JITTER: f64 = 0.2;
 
@@ -55,6 +58,9 @@ impl FromStr for RetrySchedule {
             .collect::<Result<Vec<_>>>()?;
         if delays.len() > 20 {
             return Err(Error::Schedule("at most 20 retries".into()));
+        }
+        if delays.iter().any(|d| *d > MAX_DELAY) {
+            return Err(Error::Schedule("each delay at most 7 days".into()));
         }
         Ok(RetrySchedule { delays })
     }
@@ -109,5 +115,6 @@ mod tests {
     fn refuses_what_is_not_a_schedule() {
         assert!("5 parsecs".parse::<RetrySchedule>().is_err());
         assert!("".parse::<RetrySchedule>().is_err());
+        assert!("5s,30days".parse::<RetrySchedule>().is_err());
     }
 }

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use orion_auth::Scope;
+use axum::http::header::{self, HeaderName};
+use orion_auth::{Principal, Scope};
 use orion_persistence::webhooks::{
     self, Delivery, Endpoint, EndpointChange, NewDeliveries, NewEndpoint,
 };
@@ -24,6 +25,9 @@ use crate::models::{
 /// How long a rotated-out secret keeps signing beside the new one: a day for receivers to take
 /// the new one.
 const ROTATION_GRACE: time::Duration = time::Duration::hours(24);
+
+/// A secret in an answer is kept by no cache.
+const NO_STORE: [(HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
 
 /// Longest description.
 const MAX_DESCRIPTION: usize = 500;
@@ -105,6 +109,30 @@ fn checked_events(events: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(checked)
 }
 
+/// An API key may subscribe only to what it may read: a webhook is another way to read orders
+/// and stock (admins may subscribe to anything).
+fn may_subscribe(auth: &Auth, events: &[String]) -> Result<(), ApiError> {
+    let Principal::ApiKey { .. } = &auth.0 else {
+        return Ok(());
+    };
+    for event in events {
+        let all = event == orion_webhooks::ALL_EVENTS;
+        let needs: &[Scope] = if all {
+            &[Scope::OrdersRead, Scope::InventoryRead]
+        } else if event.starts_with("order.") {
+            &[Scope::OrdersRead]
+        } else {
+            &[Scope::InventoryRead]
+        };
+        if let Some(missing) = needs.iter().find(|scope| !auth.0.has_scope(**scope)) {
+            return Err(ApiError::Forbidden(format!(
+                "this API key lacks the `{missing}` scope that `{event}` events need"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A trimmed description of at most 500 characters without control characters; empty is none.
 fn checked_description(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     let Some(text) = raw.map(str::trim).filter(|d| !d.is_empty()) else {
@@ -134,16 +162,24 @@ fn secret() -> Result<Secret, ApiError> {
         (status = 201, description = "Registered; the secret is shown this once", body = WebhookCreated),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Neither an admin nor a key with `webhooks:manage`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither an admin nor a key with `webhooks:manage`, or a key subscribing to events its scopes do not read (`order.*` needs `orders:read`, `inventory.low_stock` `inventory:read`, `*` both)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A URL Orion does not deliver to, or unknown event types", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn create_webhook(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(body): ApiJson<CreateWebhookRequest>,
-) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(HeaderName, &'static str); 1],
+        Json<WebhookCreated>,
+    ),
+    ApiError,
+> {
     auth.require_admin_or_scope(Scope::WebhooksManage)?;
     let events = checked_events(&body.events)?;
+    may_subscribe(&auth, &events)?;
     let description = checked_description(body.description.as_deref())?;
     let url = checked_url(&state, &body.url).await?;
     let secret = secret()?.expose();
@@ -162,6 +198,7 @@ pub(crate) async fn create_webhook(
     tracing::info!(webhook.id = %endpoint.id, "webhook registered");
     Ok((
         StatusCode::CREATED,
+        NO_STORE,
         Json(WebhookCreated {
             webhook: response(endpoint),
             secret,
@@ -227,7 +264,7 @@ pub(crate) async fn get_webhook(
         (status = 200, description = "The endpoint as changed", body = WebhookResponse),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Neither an admin nor a key with `webhooks:manage`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither an admin nor a key with `webhooks:manage`, or a key subscribing to events its scopes do not read (`order.*` needs `orders:read`, `inventory.low_stock` `inventory:read`, `*` both)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A URL Orion does not deliver to, or unknown event types", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -238,8 +275,12 @@ pub(crate) async fn update_webhook(
     ApiJson(body): ApiJson<UpdateWebhookRequest>,
 ) -> Result<Json<WebhookResponse>, ApiError> {
     auth.require_admin_or_scope(Scope::WebhooksManage)?;
+    let events = body.events.as_deref().map(checked_events).transpose()?;
+    if let Some(events) = &events {
+        may_subscribe(&auth, events)?;
+    }
     let change = EndpointChange {
-        events: body.events.as_deref().map(checked_events).transpose()?,
+        events,
         description: body
             .description
             .map(|d| checked_description(d.as_deref()))
@@ -303,7 +344,7 @@ pub(crate) async fn rotate_webhook_secret(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<SecretRotated>, ApiError> {
+) -> Result<([(HeaderName, &'static str); 1], Json<SecretRotated>), ApiError> {
     auth.require_admin_or_scope(Scope::WebhooksManage)?;
     let secret = secret()?.expose();
     let now = crate::now();
@@ -318,10 +359,13 @@ pub(crate) async fn rotate_webhook_secret(
     .await?
     .ok_or_else(not_found)?;
     tracing::info!(webhook.id = %id, "webhook secret rotated");
-    Ok(Json(SecretRotated {
-        secret,
-        previous_secret_expires_at: until,
-    }))
+    Ok((
+        NO_STORE,
+        Json(SecretRotated {
+            secret,
+            previous_secret_expires_at: until,
+        }),
+    ))
 }
 
 /// Send a test event.
@@ -416,7 +460,11 @@ pub(crate) async fn list_webhook_deliveries(
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Webhook id"), ("delivery_id" = Uuid, Path, description = "Delivery id")),
     responses(
-        (status = 202, description = "Queued again", body = WebhookDeliveryResponse),
+        (status = 202, description = "Queued again", body = WebhookDeliveryResponse,
+            example = json!({"id": "01a23a0c-7900-7000-8000-000000000005", "event_id": "01a23a0c-7720-7000-8000-000000000002",
+                "event_type": "order.confirmed", "attempts": 0, "last_status_code": 503, "last_latency_ms": 15002,
+                "last_error": "answered 503 Service Unavailable", "next_attempt_at": "2026-12-03T09:20:00Z",
+                "outcome": "pending", "created_at": "2026-12-03T09:15:02.176Z", "updated_at": "2026-12-03T09:20:00Z"})),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither an admin nor a key with `webhooks:manage`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook or delivery", body = Problem, content_type = "application/problem+json"),
