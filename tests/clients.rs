@@ -69,6 +69,19 @@ fn node(script: &str) -> Command {
     command
 }
 
+/// Runs a checking script of `tests/js` on `input`; fails the test with `failure` and the
+/// script's output unless it succeeds, and returns that output.
+async fn node_check(script: &str, input: &Path, failure: &str) -> String {
+    let output = node(script)
+        .arg(input)
+        .output()
+        .await
+        .expect("start node (is Node.js installed?)");
+    let report = report(&output);
+    assert!(output.status.success(), "{failure}:\n{report}");
+    report
+}
+
 /// Integrators generate a TypeScript client from the OpenAPI document (the fetch SDK of
 /// @hey-api/openapi-ts, pinned in `tests/js`) and compile their code against it under
 /// `tsc --strict`. This does both with `tests/js/client-usage.ts` (sign in, place an order with an
@@ -78,16 +91,12 @@ fn node(script: &str) -> Command {
 async fn the_generated_typescript_client_type_checks_under_strict() {
     let scratch = Scratch::new("ts-client");
     let document = scratch.openapi();
-    let output = node("typescript-client.mjs")
-        .arg(&document)
-        .output()
-        .await
-        .expect("start node (is Node.js installed?)");
-    let report = report(&output);
-    assert!(
-        output.status.success(),
-        "the generated TypeScript client does not compile:\n{report}"
-    );
+    let report = node_check(
+        "typescript-client.mjs",
+        &document,
+        "the generated TypeScript client does not compile",
+    )
+    .await;
     assert!(report.contains("type-check"), "{report}");
 }
 
@@ -178,16 +187,12 @@ async fn the_generated_python_client_signs_in_and_places_an_order(
 /// from it.
 #[tokio::test]
 async fn the_asyncapi_document_is_valid() {
-    let output = node("asyncapi-check.mjs")
-        .arg(asyncapi_document())
-        .output()
-        .await
-        .expect("start node (is Node.js installed?)");
-    let report = report(&output);
-    assert!(
-        output.status.success(),
-        "the AsyncAPI document has errors:\n{report}"
-    );
+    let report = node_check(
+        "asyncapi-check.mjs",
+        &asyncapi_document(),
+        "the AsyncAPI document has errors",
+    )
+    .await;
     assert!(report.contains("(0 errors"), "{report}");
 }
 

@@ -44,6 +44,18 @@ async fn register(api: &TestApi, admin: &str, url: &str, events: &[&str]) -> (St
     )
 }
 
+/// Asks for a `webhook.test` delivery to `webhook`.
+async fn send_test(api: &TestApi, admin: &str, webhook: &str) -> reqwest::Response {
+    api.post(
+        &format!("/api/admin/webhooks/{webhook}/test"),
+        Some(admin),
+        &json!({}),
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
 async fn deliveries(api: &TestApi, admin: &str, webhook: &str) -> Vec<Value> {
     api.get_json(&format!("/api/admin/webhooks/{webhook}/deliveries"), admin)
         .await["items"]
@@ -143,15 +155,7 @@ async fn order_events_arrive_signed_once_each_with_the_order_as_of_the_event(
 
     // A test event, and nothing for an endpoint that did not subscribe.
     let (quiet, _) = register(&api, &admin, &receiver.url(), &["order.shipped"]).await;
-    let response = api
-        .post(
-            &format!("/api/admin/webhooks/{webhook}/test"),
-            Some(&admin),
-            &json!({}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = send_test(&api, &admin, &webhook).await;
     assert_eq!(response.status(), 202);
     let received = receiver.wait_for(3, Duration::from_secs(10)).await;
     let test = of_type(&received, "webhook.test");
@@ -185,15 +189,7 @@ async fn failed_deliveries_follow_the_schedule_and_honour_retry_after(
     let (broken_id, _) = register(&api, &admin, &broken.url(), &["*"]).await;
     let worker = TestWorker::spawn(&api, &WORKER).await;
     for id in [&patient_id, &broken_id] {
-        let response = api
-            .post(
-                &format!("/api/admin/webhooks/{id}/test"),
-                Some(&admin),
-                &json!({}),
-            )
-            .send()
-            .await
-            .unwrap();
+        let response = send_test(&api, &admin, id).await;
         assert_eq!(response.status(), 202);
     }
 
@@ -275,14 +271,7 @@ async fn gone_and_long_failing_endpoints_are_disabled_and_the_admins_emailed(
     )
     .await;
     for id in [&gone_id, &failing_id] {
-        api.post(
-            &format!("/api/admin/webhooks/{id}/test"),
-            Some(&admin),
-            &json!({}),
-        )
-        .send()
-        .await
-        .unwrap();
+        send_test(&api, &admin, id).await;
     }
 
     let mailbox = Mailbox::new();
@@ -316,15 +305,7 @@ async fn gone_and_long_failing_endpoints_are_disabled_and_the_admins_emailed(
     );
 
     // A test is refused while disabled; enabling resumes the delivery that waited.
-    let refused = api
-        .post(
-            &format!("/api/admin/webhooks/{failing_id}/test"),
-            Some(&admin),
-            &json!({}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let refused = send_test(&api, &admin, &failing_id).await;
     expect_problem(refused, 409, "conflict").await;
     let enabled = api
         .request(Method::PATCH, &format!("/api/admin/webhooks/{failing_id}"))
@@ -401,14 +382,7 @@ async fn private_addresses_are_refused_at_registration_and_at_delivery(
         ],
     )
     .await;
-    open.post(
-        &format!("/api/admin/webhooks/{webhook}/test"),
-        Some(&admin),
-        &json!({}),
-    )
-    .send()
-    .await
-    .unwrap();
+    send_test(&open, &admin, &webhook).await;
     let list = settled(&open, &admin, &webhook, 1).await;
     assert_eq!(list[0]["outcome"], "failed");
     assert!(
@@ -455,14 +429,7 @@ async fn a_rotated_secret_signs_beside_the_new_one(_: PgPoolOptions, options: Pg
     let hours = (until - time::OffsetDateTime::now_utc()).whole_minutes() as f64 / 60.0;
     assert!((23.9..=24.0).contains(&hours), "{hours} h of grace");
 
-    api.post(
-        &format!("/api/admin/webhooks/{webhook}/test"),
-        Some(&admin),
-        &json!({}),
-    )
-    .send()
-    .await
-    .unwrap();
+    send_test(&api, &admin, &webhook).await;
     let delivery = receiver
         .wait_for(1, Duration::from_secs(10))
         .await
@@ -616,14 +583,7 @@ async fn an_attempt_overtaken_by_a_replay_records_nothing_over_it(
         ],
     )
     .await;
-    api.post(
-        &format!("/api/admin/webhooks/{webhook}/test"),
-        Some(&admin),
-        &json!({}),
-    )
-    .send()
-    .await
-    .unwrap();
+    send_test(&api, &admin, &webhook).await;
     receiver.wait_for(1, Duration::from_secs(10)).await;
     let delivery = deliveries(&api, &admin, &webhook).await[0]["id"]
         .as_str()

@@ -95,8 +95,14 @@ pub struct FieldError {
     "errors": [{"field": "items[0].quantity", "message": "must be between 1 and 1000"}]
 }))]
 pub struct Problem {
-    /// Stable identifier of the kind of problem.
+    /// Stable identifier of the kind of problem: `urn:orion:problem:` and a kind such as
+    /// `validation-error`, `unauthorized`, `forbidden`, `not-found`, `conflict`,
+    /// `illegal-transition`, `idempotency-key-reused`, `too-many-attempts`, `rate-limited`,
+    /// `unavailable`, `timeout`, `bad-gateway`. Kinds may be added (RFC 7807 types are open), so
+    /// this is a pattern, not an enum: a client generated from a closed list would fail on the
+    /// next kind, where it should fall back to `status`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:orion:problem:[a-z0-9-]+$")]
     pub kind: String,
     pub title: String,
     pub status: u16,

@@ -127,3 +127,18 @@ impl Handler for WebhookFanOut {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orion_messaging::WorkQueue;
+
+    /// The queue is bound to exactly the events an endpoint may subscribe to: one missing would
+    /// never reach its subscribers, one extra would be fanned out to nobody.
+    #[test]
+    fn the_queue_is_bound_to_the_subscribable_events() {
+        assert_eq!(
+            WorkQueue::Webhooks.bindings(),
+            orion_webhooks::EVENT_TYPES.as_slice()
+        );
+    }
+}
