@@ -568,7 +568,7 @@ async fn an_attempt_overtaken_by_a_replay_records_nothing_over_it(
 ) {
     let api = TestApi::spawn(&options).await;
     let admin = api.token(ADMIN).await;
-    // The first attempt hangs until its 3 s timeout; the replay's is answered at once.
+    // The first attempt hangs until its 8 s timeout; the replay's is answered at once.
     let receiver = WebhookReceiver::start(&[Answer::Hang]).await;
     let (webhook, _) = register(&api, &admin, &receiver.url(), &["*"]).await;
     let worker = TestWorker::spawn(
@@ -577,7 +577,7 @@ async fn an_attempt_overtaken_by_a_replay_records_nothing_over_it(
             "--webhook-allow-private",
             "true",
             "--webhook-timeout-seconds",
-            "3",
+            "8",
             "--webhook-retry-schedule",
             "1s",
         ],
@@ -607,7 +607,7 @@ async fn an_attempt_overtaken_by_a_replay_records_nothing_over_it(
     receiver.wait_for(2, Duration::from_secs(10)).await;
     // The hung attempt times out after the replay's was delivered; its "failed, try again"
     // must not overwrite the delivery.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     let list = deliveries(&api, &admin, &webhook).await;
     assert_eq!(list[0]["outcome"], "delivered", "{list:?}");
     assert_eq!(list[0]["attempts"], 1);
@@ -650,5 +650,29 @@ async fn a_key_subscribes_only_to_what_it_may_read(_: PgPoolOptions, options: Pg
         &["order.placed", "order.failed"],
     )
     .await;
+    // Nor may it take over an endpoint that delivers more than it may read.
+    let (admins, _) = register(&api, &admin, &receiver.url(), &["*"]).await;
+    let redirected = api
+        .request(Method::PATCH, &format!("/api/admin/webhooks/{admins}"))
+        .bearer_auth(&manager)
+        .json(&json!({"url": "http://127.0.0.1:9/elsewhere"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(redirected, 403, "forbidden").await;
+    let rotated = api
+        .post(
+            &format!("/api/admin/webhooks/{admins}/rotate-secret"),
+            Some(&manager),
+            &json!({}),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(rotated, 403, "forbidden").await;
+    let endpoint = api
+        .get_json(&format!("/api/admin/webhooks/{admins}"), &admin)
+        .await;
+    assert_eq!(endpoint["url"], receiver.url().as_str());
     api.stop().await;
 }

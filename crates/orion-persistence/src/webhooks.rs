@@ -439,6 +439,9 @@ pub async fn claim_due(
            due as (
                select d.id from webhook_deliveries d
                where d.id in (select id from candidates where place <= $2)
+                 -- Re-checked on the locked row: one another worker claimed or recorded
+                 -- meanwhile is no longer due.
+                 and d.outcome = 'pending' and d.next_attempt_at <= now()
                order by d.next_attempt_at
                limit $1
                for update of d skip locked)

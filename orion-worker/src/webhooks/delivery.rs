@@ -210,9 +210,11 @@ impl WebhookDelivery {
                 (Outcome::Failed, None)
             }
             Verdict::Failed => {
-                // Failures further apart than the longest retry delay (twice, for its jitter,
-                // and a minute for the loop's polling) are not one run of failures.
-                let quiet = self.settings.schedule.longest() * 2 + QUIET_MARGIN;
+                // Failures further apart than the longest wait between attempts (a retry delay
+                // or a Retry-After; twice, for jitter, and a minute for the loop's polling) are
+                // not one run of failures.
+                let quiet =
+                    self.settings.schedule.longest().max(MAX_RETRY_AFTER) * 2 + QUIET_MARGIN;
                 if let Some((since, now)) =
                     webhooks::mark_failing(&mut tx, delivery.endpoint_id, quiet).await?
                     && now - since >= self.settings.disable_after
