@@ -35,6 +35,8 @@ pub(crate) struct WebhookDocs;
 impl Modify for WebhookDocs {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let mut webhooks = utoipa::openapi::Paths::new();
+        let timeout = orion_webhooks::sender::DEFAULT_TIMEOUT_SECONDS;
+        let schedule = orion_webhooks::schedule::DEFAULT.replace(',', ", ");
         for event in orion_webhooks::EVENT_TYPES {
             let (schema, what) = if event.starts_with("order.") {
                 (
@@ -52,9 +54,9 @@ impl Modify for WebhookDocs {
                 .summary(Some(format!("`{event}`")))
                 .description(Some(format!(
                     "Orion posts this to every enabled endpoint subscribed to `{event}` (or `*`); \
-                     `data` is {what}. Answer 2xx within the timeout (15 s unless the operators \
-                     set another). Anything else is retried with jitter, by default after 5 s, \
-                     5 min, 30 min, 2 h, 5 h, 10 h and 10 h (a longer `Retry-After` on 429 and \
+                     `data` is {what}. Answer 2xx within the timeout ({timeout} s unless the \
+                     operators set another). Anything else is retried with jitter, by default \
+                     after {schedule} (a longer `Retry-After` on 429 and \
                      503 is honoured); `410 Gone` disables the endpoint. A `webhook.test` event \
                      (sent on an admin's request) has the same envelope, with `data` \
                      `{{\"webhook_id\"}}`."

@@ -145,7 +145,8 @@ pub struct Config {
     pub webhook_retry_schedule: orion_webhooks::RetrySchedule,
 
     /// Seconds a webhook receiver has to answer one delivery.
-    #[arg(long, env = "ORION_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 15,
+    #[arg(long, env = "ORION_WEBHOOK_TIMEOUT_SECONDS",
+          default_value_t = orion_webhooks::sender::DEFAULT_TIMEOUT_SECONDS,
           value_parser = clap::value_parser!(u32).range(1..=300))]
     pub webhook_timeout_seconds: u32,
 

@@ -19,6 +19,9 @@ use crate::address::{AddressPolicy, GuardedResolver, literal_ip};
 use crate::signature::{self, Secret};
 use crate::{Error, Result};
 
+/// Seconds a receiver has to answer, unless the operators set another.
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 15;
+
 /// Most of a receiver's answer kept for the deliveries list.
 const ERROR_EXCERPT: usize = 200;
 

@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use orion_domain::DomainEvent;
 use orion_domain::public::{LowStockAlert, OrderResponse};
-use orion_domain::{DomainEvent, FailureReason};
 use orion_messaging::{Envelope, Handler, HandlerError};
 use orion_persistence::webhooks::{self, NewDeliveries};
 use orion_persistence::{Pool, inbox, inventory, orders};
@@ -107,7 +107,6 @@ async fn public_data(conn: &mut PgConnection, event: &DomainEvent) -> Result<Opt
         tracing::warn!(order.id = %order_id, "an order event's order is gone; no webhook");
         return Ok(None);
     };
-    let reason: Option<FailureReason> = reason;
     to_value(&OrderResponse::from(&order).as_of(status, reason, at))
 }
 
