@@ -104,7 +104,8 @@ async fn gateway(upstreams: &[&Upstream], extra: &[&str]) -> Running {
 }
 
 fn token(secret: &str, expires_in: i64) -> String {
-    let keys = orion_auth::TokenKeys::new(secret.as_bytes(), time::Duration::seconds(expires_in));
+    let keys =
+        orion_auth::TokenKeys::new(secret.as_bytes(), &[], time::Duration::seconds(expires_in));
     let now = time::OffsetDateTime::now_utc();
     keys.issue(uuid::Uuid::now_v7(), orion_auth::Role::Customer, now)
         .unwrap()
@@ -117,7 +118,8 @@ async fn protected_routes_need_a_valid_token_and_the_replica_never_sees_a_refuse
     let gw = gateway(&[&upstream], &[]).await;
     let client = reqwest::Client::new();
     let expired = {
-        let keys = orion_auth::TokenKeys::new(JWT_SECRET.as_bytes(), time::Duration::minutes(5));
+        let keys =
+            orion_auth::TokenKeys::new(JWT_SECRET.as_bytes(), &[], time::Duration::minutes(5));
         let long_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         keys.issue(uuid::Uuid::now_v7(), orion_auth::Role::Customer, long_ago)
             .unwrap()

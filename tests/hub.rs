@@ -195,7 +195,7 @@ fn token_with(
     issued: time::OffsetDateTime,
     ttl: i64,
 ) -> String {
-    let keys = orion_auth::TokenKeys::new(secret.as_bytes(), time::Duration::seconds(ttl));
+    let keys = orion_auth::TokenKeys::new(secret.as_bytes(), &[], time::Duration::seconds(ttl));
     keys.issue(uuid::Uuid::now_v7(), role, issued)
         .unwrap()
         .token

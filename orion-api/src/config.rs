@@ -57,9 +57,8 @@ pub struct Config {
     #[command(flatten)]
     pub webhooks: orion_config::WebhookGuardArgs,
 
-    /// HMAC secret for access tokens; prod refuses the development default and anything under 32 bytes.
-    #[arg(long, env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
-    pub jwt_secret: String,
+    #[command(flatten)]
+    pub jwt: orion_config::JwtArgs,
 
     /// Name of this replica in logs and queue names; defaults to a random one.
     #[arg(long, env = "ORION_INSTANCE_ID")]

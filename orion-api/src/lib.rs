@@ -66,7 +66,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    orion_config::check_jwt_secret(config.common.env, &config.jwt_secret)?;
+    config.jwt.check(config.common.env)?;
     let pool = orion_persistence::connect(
         &config.database.database_url,
         config.database.max_connections(API_POOL_SIZE),
@@ -192,9 +192,14 @@ pub fn router(state: AppState) -> Router {
     api.merge(docs::routes(document))
         .merge(hub::routes())
         .merge(panel::routes())
-        .route("/metrics", axum::routing::get(move || metrics::render(metrics.clone())))
+        .route(
+            "/metrics",
+            axum::routing::get(move || metrics::render(metrics.clone())),
+        )
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("this resource does not support that method".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this resource does not support that method".into())
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(timeouts)
@@ -204,15 +209,55 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    let request_id = request
-                        .extensions()
-                        .get::<RequestId>()
-                        .and_then(|id| id.header_value().to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-                }))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request<_>| {
+                            let request_id = request
+                                .extensions()
+                                .get::<RequestId>()
+                                .and_then(|id| id.header_value().to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let route = request
+                                .extensions()
+                                .get::<axum::extract::MatchedPath>()
+                                .map_or("unmatched", axum::extract::MatchedPath::as_str);
+                            // The API's server span, a child of the gateway's (or the caller's) span.
+                            let span = tracing::info_span!(
+                                "request",
+                                otel.name = %format_args!("{} {route}", request.method()),
+                                otel.kind = "server",
+                                http.request.method = %request.method(),
+                                http.route = route,
+                                url.path = request.uri().path(),
+                                http.response.status_code = tracing::field::Empty,
+                                request_id,
+                            );
+                            orion_telemetry::propagation::set_parent(
+                                &span,
+                                request
+                                    .headers()
+                                    .get("traceparent")
+                                    .and_then(|v| v.to_str().ok()),
+                            );
+                            span
+                        })
+                        .on_response(
+                            |response: &axum::response::Response,
+                             latency: Duration,
+                             span: &tracing::Span| {
+                                span.record(
+                                    "http.response.status_code",
+                                    response.status().as_u16(),
+                                );
+                                tracing::debug!(
+                                    status = response.status().as_u16(),
+                                    latency_ms = latency.as_millis(),
+                                    "response"
+                                );
+                            },
+                        ),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .with_state(state)

@@ -13,7 +13,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    orion_telemetry::init("orion-api", cli.config.common.log_format)?;
+    let telemetry = orion_telemetry::init("orion-api", cli.config.common.log_format)?;
+    let result = execute(cli).await;
+    telemetry.shut_down().await;
+    result
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(cli.config.listen)

@@ -32,7 +32,8 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| format!("api-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         let keys = TokenKeys::new(
-            config.jwt_secret.as_bytes(),
+            config.jwt.current(),
+            &config.jwt.previous(),
             Duration::seconds(config.access_token_ttl_seconds.into()),
         );
         let refresh_ttl = Duration::days(config.refresh_token_ttl_days.into());

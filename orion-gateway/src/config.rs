@@ -117,9 +117,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retry_budget_percent: u32,
 
-    /// Secret the API signs access tokens with (HS256).
-    #[arg(long, env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
-    pub jwt_secret: String,
+    #[command(flatten)]
+    pub jwt: orion_config::JwtArgs,
 
     /// Networks whose `X-Forwarded-*` headers are believed (a load balancer in front), as
     /// comma-separated addresses or CIDRs. Empty: only the socket's address counts.

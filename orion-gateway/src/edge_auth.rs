@@ -304,7 +304,7 @@ mod tests {
 
     fn edge() -> EdgeAuth {
         EdgeAuth::new(
-            TokenKeys::new(SECRET, time::Duration::minutes(5)),
+            TokenKeys::new(SECRET, &[], time::Duration::minutes(5)),
             *b"0123456789abcdef",
         )
     }
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn a_bearer_and_a_key_are_both_the_caller() {
         let user = uuid::Uuid::now_v7();
-        let token = TokenKeys::new(SECRET, time::Duration::minutes(5))
+        let token = TokenKeys::new(SECRET, &[], time::Duration::minutes(5))
             .issue(
                 user,
                 orion_auth::Role::Customer,
@@ -438,7 +438,7 @@ mod tests {
         let edge = edge();
         let orders: Uri = "/api/orders".parse().unwrap();
         let user = uuid::Uuid::now_v7();
-        let fresh = TokenKeys::new(SECRET, time::Duration::minutes(5))
+        let fresh = TokenKeys::new(SECRET, &[], time::Duration::minutes(5))
             .issue(
                 user,
                 orion_auth::Role::Customer,
@@ -475,6 +475,7 @@ mod tests {
         // A token signed with another secret is never remembered.
         let forged = TokenKeys::new(
             b"another-secret-another-secret-xx",
+            &[],
             time::Duration::minutes(5),
         )
         .issue(

@@ -12,7 +12,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = orion_gateway::Config::parse();
-    orion_telemetry::init("orion-gateway", config.common.log_format)?;
+    let telemetry = orion_telemetry::init("orion-gateway", config.common.log_format)?;
+    let result = serve(config).await;
+    telemetry.shut_down().await;
+    result
+}
+
+async fn serve(config: orion_gateway::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -26,7 +26,13 @@ async fn main() -> anyhow::Result<()> {
         std::io::Write::write_all(&mut stdout, b"\n")?;
         return Ok(());
     }
-    orion_telemetry::init("orion-worker", config.common.log_format)?;
+    let telemetry = orion_telemetry::init("orion-worker", config.common.log_format)?;
+    let result = work(config).await;
+    telemetry.shut_down().await;
+    result
+}
+
+async fn work(config: orion_worker::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

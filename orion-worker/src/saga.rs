@@ -38,6 +38,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{Error, Result, now};
+use tracing::Instrument;
 
 /// The inbox name of the saga consumer.
 pub const CONSUMER: &str = "saga";
@@ -242,9 +243,11 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
         if owed.is_empty() {
             return Ok(());
         }
-        let answers =
-            futures_util::future::join_all(owed.iter().map(|(request, _)| self.answer(request)))
-                .await;
+        let answers = futures_util::future::join_all(
+            owed.iter()
+                .map(|(request, metadata)| self.answer(request, metadata)),
+        )
+        .await;
         let owed = Arc::new(owed);
         let answers = Arc::new(answers);
         let recorded = self.with_retries("a batch of payment answers", |shell, tx| {
@@ -279,7 +282,7 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
     /// The payment step: asks the provider for the order's authorization and feeds its answer to
     /// the saga, or tells the saga the provider did not answer.
     async fn pay(&self, request: PaymentRequest, metadata: &EventMetadata) -> Result<()> {
-        let (reply, payment) = self.answer(&request).await;
+        let (reply, payment) = self.answer(&request, metadata).await;
         self.with_retries("a payment answer", |shell, tx| {
             let payment = payment.clone();
             let metadata = metadata.clone();
@@ -319,8 +322,17 @@ impl<P: PaymentProvider + 'static> SagaShell<P> {
     }
 
     /// The provider's answer to a request as the saga hears it, and the payment to record.
-    async fn answer(&self, request: &PaymentRequest) -> (SagaEvent, Option<Payment>) {
-        let decision = self.ask_provider(request).await;
+    async fn answer(
+        &self,
+        request: &PaymentRequest,
+        metadata: &EventMetadata,
+    ) -> (SagaEvent, Option<Payment>) {
+        let span = step_span(
+            SagaCommand::AuthorizePayment.as_str(),
+            request.order_id,
+            metadata,
+        );
+        let decision = self.ask_provider(request).instrument(span).await;
         let reply = match &decision {
             Some(PaymentDecision::Authorized { .. }) => SagaEvent::PaymentAuthorized,
             Some(PaymentDecision::Declined { .. }) => SagaEvent::PaymentDeclined,
@@ -779,7 +791,18 @@ impl<P: PaymentProvider + 'static> Run<'_, P> {
         Ok(())
     }
 
+    /// Carries out one command in a span of its own, a child of the message (or sweep) that
+    /// moved the saga: what the command writes, its events' publication included, follows it.
     async fn command(&mut self, command: SagaCommand) -> Result<Option<SagaEvent>> {
+        if command == SagaCommand::AuthorizePayment {
+            // Only a marker here: the payment step has its own span where it really runs.
+            return self.command_now(command).await;
+        }
+        let span = step_span(command.as_str(), self.order.id(), self.metadata);
+        self.command_now(command).instrument(span).await
+    }
+
+    async fn command_now(&mut self, command: SagaCommand) -> Result<Option<SagaEvent>> {
         let order_id = self.order.id();
         match command {
             SagaCommand::ReserveStock => self.reserve().await.map(Some),
@@ -951,6 +974,19 @@ fn stock_lines(order: &Order) -> Vec<StockLine> {
             quantity: line.quantity,
         })
         .collect()
+}
+
+/// The span of one saga step for an order, a child of the span `metadata` names (the message's
+/// `process orion.saga` span, or none for the sweeper's own work).
+fn step_span(step: &'static str, order_id: OrderId, metadata: &EventMetadata) -> tracing::Span {
+    let span = tracing::info_span!(
+        "saga step",
+        otel.name = %format_args!("saga {step}"),
+        saga.step = step,
+        order.id = %order_id,
+    );
+    orion_telemetry::propagation::set_parent(&span, metadata.traceparent.as_deref());
+    span
 }
 
 /// Records how long the step the saga just left took.

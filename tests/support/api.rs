@@ -34,7 +34,7 @@ pub(crate) struct TestApi {
 /// The API's command line for the database `db` and the topology under `prefix`, plus `extra`.
 pub(crate) fn api_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
     let amqp = amqp_url();
-    let mut args: Vec<String> = [
+    let defaults = [
         "--env",
         "dev",
         "--database-url",
@@ -49,12 +49,8 @@ pub(crate) fn api_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
         prefix,
         "--amqp-retry-delays-ms",
         RETRY_DELAYS_MS,
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
+    ];
+    super::app::command_line(&defaults, extra)
 }
 
 /// Short retry delays for every test process (API and worker must agree on them), so a message

@@ -87,3 +87,15 @@ impl Running {
 pub(crate) async fn signal(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
+
+/// A command line of flag-value pairs `defaults`, with `extra` after them; a flag given in
+/// `extra` replaces its default (some flags take several values, which would otherwise add up).
+pub(crate) fn command_line(defaults: &[&str], extra: &[&str]) -> Vec<String> {
+    defaults
+        .chunks(2)
+        .filter(|pair| !extra.contains(&pair[0]))
+        .flatten()
+        .chain(extra)
+        .map(|s| (*s).to_owned())
+        .collect()
+}

@@ -11,8 +11,7 @@ pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> R
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let mut args = vec![
-        "orion-gateway",
+    let defaults = [
         "--env",
         "dev",
         "--ops-listen",
@@ -30,7 +29,9 @@ pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> R
         "--eject-base-ms",
         "300",
     ];
-    args.extend_from_slice(extra);
-    let config = <orion_gateway::Config as clap::Parser>::parse_from(args);
+    let args = super::app::command_line(&defaults, extra);
+    let config = <orion_gateway::Config as clap::Parser>::parse_from(
+        std::iter::once("orion-gateway".to_owned()).chain(args),
+    );
     Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped))).await
 }

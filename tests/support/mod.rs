@@ -6,6 +6,7 @@ mod app;
 mod faults;
 mod gateway;
 mod hub;
+mod otlp;
 mod process;
 mod receiver;
 mod worker;
@@ -20,9 +21,12 @@ pub(crate) use faults::{
 };
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, js_dir, manifest_dir};
-pub(crate) use process::OrionProcess;
+pub(crate) use otlp::{OtlpReceiver, ReceivedSpan};
+pub(crate) use process::{Launch, OrionProcess};
 pub(crate) use receiver::{Answer, Received, WebhookReceiver};
-pub(crate) use worker::{Mailbox, TestWorker, WorkerProcess, management_url, smtp_url};
+pub(crate) use worker::{
+    Mailbox, TestWorker, WorkerProcess, management_url, smtp_url, worker_args,
+};
 
 /// The Python that has the pinned packages of `tests/python/requirements.txt`.
 pub(crate) fn python() -> std::path::PathBuf {

@@ -21,7 +21,17 @@ impl OrionProcess {
         args: &[String],
         address: Option<SocketAddr>,
     ) -> OrionProcess {
-        let mut process = Self::launch(name, args, address);
+        Self::spawn_with(name, args, address, &Launch::default()).await
+    }
+
+    /// [`Self::spawn`] with extra environment, and standard output kept in a file.
+    pub(crate) async fn spawn_with(
+        name: &'static str,
+        args: &[String],
+        address: Option<SocketAddr>,
+        launch: &Launch<'_>,
+    ) -> OrionProcess {
+        let mut process = Self::launch_with(name, args, address, launch);
         let client = reqwest::Client::new();
         for _ in 0..600 {
             let ready = client
@@ -47,12 +57,25 @@ impl OrionProcess {
         args: &[String],
         address: Option<SocketAddr>,
     ) -> OrionProcess {
+        Self::launch_with(name, args, address, &Launch::default())
+    }
+
+    fn launch_with(
+        name: &'static str,
+        args: &[String],
+        address: Option<SocketAddr>,
+        launch: &Launch<'_>,
+    ) -> OrionProcess {
         let address = address.unwrap_or_else(free_address);
+        let stdout = launch.stdout.map_or_else(Stdio::null, |path| {
+            Stdio::from(std::fs::File::create(path).expect("the process's log file"))
+        });
         let child = tokio::process::Command::new(binary(name))
             .args(args)
             .args(["--listen", &address.to_string()])
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .envs(launch.env.iter().copied())
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
@@ -107,6 +130,15 @@ impl OrionProcess {
             .expect("exit status");
         assert!(status.success(), "{name} exited with {status}");
     }
+}
+
+/// How a process is started beyond its arguments.
+#[derive(Default)]
+pub(crate) struct Launch<'a> {
+    /// Environment on top of the test's own (after `RUST_LOG=warn`, which it may replace).
+    pub(crate) env: &'a [(&'a str, &'a str)],
+    /// Where standard output (the log) goes; discarded when `None`.
+    pub(crate) stdout: Option<&'a std::path::Path>,
 }
 
 fn free_address() -> SocketAddr {

@@ -23,7 +23,7 @@ pub(crate) fn management_url() -> String {
 
 /// The worker's command line for the database `db` and the topology under `prefix`, plus `extra`
 /// flags.
-fn worker_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
+pub(crate) fn worker_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
     let amqp = super::api::amqp_url();
     let smtp = smtp_url();
     let defaults = [
@@ -48,15 +48,7 @@ fn worker_args(db: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
         "--amqp-management-url",
         "",
     ];
-    // A flag given in `extra` replaces its default.
-    let mut args: Vec<String> = defaults
-        .chunks(2)
-        .filter(|pair| !extra.contains(&pair[0]))
-        .flatten()
-        .map(|s| (*s).to_owned())
-        .collect();
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
+    super::app::command_line(&defaults, extra)
 }
 
 /// A worker running inside the test process.

@@ -12,7 +12,7 @@ pub use password::{HASH_MEMORY_KIB, Password, hash_password, verify_password};
 pub use principal::{Principal, Role, Scope};
 pub use token::{
     AUDIENCE, AccessClaims, ISSUER, IssuedToken, LEEWAY_SECONDS, TokenKeys, constant_time_eq,
-    random_secret, secret_hash,
+    key_id, random_secret, secret_hash,
 };
 
 /// The answer header by which the API tells the gateway that it authenticated a request with an

@@ -35,11 +35,22 @@ pub struct IssuedToken {
     pub expires_in: i64,
 }
 
-/// Issues and verifies access tokens with one HMAC secret.
+/// One verification key and the `kid` naming it in token headers.
+#[derive(Clone)]
+struct VerifyingKey {
+    kid: String,
+    decoding: DecodingKey,
+}
+
+/// Issues access tokens with the current HMAC secret and verifies them with the current or a
+/// previous one: a secret rotates without signing anyone out. Each token names its key in the
+/// header's `kid` (a fingerprint of the secret, which reveals nothing of it).
 #[derive(Clone)]
 pub struct TokenKeys {
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key first, then the previous ones.
+    verifying: Vec<VerifyingKey>,
     validation: Validation,
     ttl: Duration,
 }
@@ -47,13 +58,25 @@ pub struct TokenKeys {
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
+            .field("kid", &self.kid)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
+/// The `kid` of a secret: the first 12 hex digits of a domain-separated SHA-256 of it. Stable
+/// across processes and restarts, so every replica names a key alike.
+pub fn key_id(secret: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"orion access-token key id\0")
+        .chain_update(secret)
+        .finalize();
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 impl TokenKeys {
-    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+    /// Keys that sign with `current` and accept tokens signed with it or any of `previous`.
+    pub fn new(current: &[u8], previous: &[&[u8]], ttl: Duration) -> Self {
         crate::hs256::install();
         // Only HS256 is accepted: a token whose header names another algorithm (`none`, RS256
         // with the secret as a "public key", ...) is refused before its signature is looked at.
@@ -63,9 +86,17 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_exp = true;
+        let verifying = std::iter::once(current)
+            .chain(previous.iter().copied())
+            .map(|secret| VerifyingKey {
+                kid: key_id(secret),
+                decoding: DecodingKey::from_secret(secret),
+            })
+            .collect();
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            kid: key_id(current),
+            encoding: EncodingKey::from_secret(current),
+            verifying,
             validation,
             ttl,
         }
@@ -73,6 +104,11 @@ impl TokenKeys {
 
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The `kid` new tokens carry.
+    pub fn current_kid(&self) -> &str {
+        &self.kid
     }
 
     pub fn issue(&self, user_id: Uuid, role: Role, now: OffsetDateTime) -> Result<IssuedToken> {
@@ -85,22 +121,38 @@ impl TokenKeys {
             aud: AUDIENCE.to_owned(),
             jti: Uuid::now_v7(),
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| Error::Token(e.to_string()))?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token =
+            encode(&header, &claims, &self.encoding).map_err(|e| Error::Token(e.to_string()))?;
         Ok(IssuedToken {
             token,
             expires_in: self.ttl.whole_seconds(),
         })
     }
 
-    /// Checks signature, algorithm, expiry (with a small leeway), issuer and audience.
+    /// Checks signature (with the key the `kid` names), algorithm, expiry (with a small
+    /// leeway), issuer and audience. A token without a `kid` (issued before keys had names)
+    /// is tried with each key; one naming an unknown key is refused.
     pub fn verify(&self, token: &str) -> Result<AccessClaims> {
-        decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::TokenExpired,
-                _ => Error::InvalidToken,
-            })
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken)?;
+        let candidates: Vec<&VerifyingKey> = match &header.kid {
+            Some(kid) => self.verifying.iter().filter(|k| &k.kid == kid).collect(),
+            None => self.verifying.iter().collect(),
+        };
+        let mut outcome = Err(Error::InvalidToken);
+        for key in candidates {
+            outcome = decode::<AccessClaims>(token, &key.decoding, &self.validation)
+                .map(|data| data.claims)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::TokenExpired,
+                    _ => Error::InvalidToken,
+                });
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        outcome
     }
 }
 
@@ -128,11 +180,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    const CURRENT: &[u8] = b"test-secret-test-secret-test-secret";
+    const PREVIOUS: &[u8] = b"the-previous-secret-the-previous-secret";
+
     fn keys() -> TokenKeys {
-        TokenKeys::new(
-            b"test-secret-test-secret-test-secret",
-            Duration::minutes(15),
-        )
+        TokenKeys::new(CURRENT, &[], Duration::minutes(15))
     }
 
     #[test]
@@ -160,13 +212,65 @@ mod tests {
         let expired = keys().issue(Uuid::now_v7(), Role::Customer, old).unwrap();
         assert_eq!(keys().verify(&expired.token), Err(Error::TokenExpired));
 
-        let other = TokenKeys::new(b"another-secret-another-secret-xx", Duration::minutes(15));
+        let other = TokenKeys::new(
+            b"another-secret-another-secret-xx",
+            &[],
+            Duration::minutes(15),
+        );
         let forged = other
             .issue(Uuid::now_v7(), Role::Admin, OffsetDateTime::now_utc())
             .unwrap();
         assert_eq!(keys().verify(&forged.token), Err(Error::InvalidToken));
         assert_eq!(keys().verify("not.a.token"), Err(Error::InvalidToken));
         assert_eq!(keys().verify(""), Err(Error::InvalidToken));
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_its_tokens_valid_until_it_is_dropped() {
+        let now = OffsetDateTime::now_utc();
+        let before = TokenKeys::new(PREVIOUS, &[], Duration::minutes(15));
+        let during = TokenKeys::new(CURRENT, &[PREVIOUS], Duration::minutes(15));
+        let after = keys();
+        let old_token = before.issue(Uuid::now_v7(), Role::Customer, now).unwrap();
+        let new_token = during.issue(Uuid::now_v7(), Role::Customer, now).unwrap();
+        // Signed with the current key, named by its kid.
+        let header = jsonwebtoken::decode_header(&new_token.token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key_id(CURRENT).as_str()));
+        assert_eq!(during.current_kid(), key_id(CURRENT));
+        assert!(during.verify(&old_token.token).is_ok());
+        assert!(during.verify(&new_token.token).is_ok());
+        assert!(after.verify(&new_token.token).is_ok());
+        // The previous key, dropped, takes its tokens with it.
+        assert_eq!(after.verify(&old_token.token), Err(Error::InvalidToken));
+        // Before the rotation reached it, a replica does not know the new key yet.
+        assert_eq!(before.verify(&new_token.token), Err(Error::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_naming_another_key_is_refused_even_if_a_known_key_signed_it() {
+        let now = OffsetDateTime::now_utc();
+        let claims = AccessClaims {
+            sub: Uuid::now_v7(),
+            role: Role::Admin,
+            iat: now.unix_timestamp(),
+            exp: now.unix_timestamp() + 600,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            jti: Uuid::now_v7(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("000000000000".to_owned());
+        let token = encode(&header, &claims, &EncodingKey::from_secret(CURRENT)).unwrap();
+        assert_eq!(keys().verify(&token), Err(Error::InvalidToken));
+        // Without a kid (a token from before keys had names), the known key is tried.
+        let unnamed = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(CURRENT),
+        )
+        .unwrap();
+        assert!(keys().verify(&unnamed).is_ok());
+        assert_ne!(key_id(CURRENT), key_id(PREVIOUS));
     }
 
     #[test]

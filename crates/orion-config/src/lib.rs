@@ -168,26 +168,68 @@ fn parse_retry_delays(raw: &str) -> std::result::Result<[u32; 3], String> {
         .map_err(|d| format!("expected three delays separated by commas, got {}", d.len()))
 }
 
-/// Refuses a JWT signing secret that is the development default or too short outside dev mode.
-pub fn check_jwt_secret(env: Environment, secret: &str) -> Result<()> {
-    const MIN_LEN: usize = 32;
-    if env.is_dev() {
-        return Ok(());
+/// The secrets access tokens are signed and verified with (HS256), shared by the API (which
+/// signs and verifies) and the gateway (which verifies at the edge).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwtArgs {
+    /// Access-token secrets, comma-separated: the first signs new tokens, every one is accepted.
+    /// To rotate without signing anyone out, put the new secret first and keep the old one
+    /// after it for a token lifetime (15 minutes), then drop it. Prod refuses the development
+    /// default and any secret under 32 bytes.
+    #[arg(long = "jwt-secret", env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET,
+          value_delimiter = ',', hide_default_value = true, hide_env_values = true)]
+    pub jwt_secrets: Vec<String>,
+}
+
+impl JwtArgs {
+    /// The secret new tokens are signed with.
+    pub fn current(&self) -> &[u8] {
+        self.jwt_secrets.first().map_or(&[][..], |s| s.as_bytes())
     }
-    if secret == defaults::DEV_JWT_SECRET {
-        return Err(Error::Invalid(
-            "ORION_JWT_SECRET is the development default; set a random secret of at least 32 bytes \
-             (or ORION_ENV=dev on a development machine)"
-                .into(),
-        ));
+
+    /// The secrets still accepted besides the current one.
+    pub fn previous(&self) -> Vec<&[u8]> {
+        self.jwt_secrets
+            .iter()
+            .skip(1)
+            .map(|s| s.as_bytes())
+            .collect()
     }
-    if secret.len() < MIN_LEN {
-        return Err(Error::Invalid(format!(
-            "ORION_JWT_SECRET is {} bytes; prod needs at least {MIN_LEN}",
-            secret.len()
-        )));
+
+    /// Refuses an empty secret anywhere, and outside dev mode the development default or a
+    /// secret under 32 bytes.
+    pub fn check(&self, env: Environment) -> Result<()> {
+        const MIN_LEN: usize = 32;
+        if self.jwt_secrets.is_empty() || self.jwt_secrets.iter().any(String::is_empty) {
+            return Err(Error::Invalid(
+                "ORION_JWT_SECRET holds an empty secret; give one secret, or several separated by commas"
+                    .into(),
+            ));
+        }
+        if env.is_dev() {
+            return Ok(());
+        }
+        for (index, secret) in self.jwt_secrets.iter().enumerate() {
+            let which = if index == 0 {
+                "the current secret".to_owned()
+            } else {
+                format!("previous secret #{index}")
+            };
+            if secret == defaults::DEV_JWT_SECRET {
+                return Err(Error::Invalid(format!(
+                    "ORION_JWT_SECRET: {which} is the development default; set a random secret of at \
+                     least 32 bytes (or ORION_ENV=dev on a development machine)"
+                )));
+            }
+            if secret.len() < MIN_LEN {
+                return Err(Error::Invalid(format!(
+                    "ORION_JWT_SECRET: {which} is {} bytes; prod needs at least {MIN_LEN}",
+                    secret.len()
+                )));
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -205,9 +247,38 @@ mod tests {
 
     #[test]
     fn prod_refuses_default_and_short_secrets() {
-        assert!(check_jwt_secret(Environment::Dev, defaults::DEV_JWT_SECRET).is_ok());
-        assert!(check_jwt_secret(Environment::Prod, defaults::DEV_JWT_SECRET).is_err());
-        assert!(check_jwt_secret(Environment::Prod, "short").is_err());
-        assert!(check_jwt_secret(Environment::Prod, &"x".repeat(32)).is_ok());
+        let jwt = |value: &str| {
+            #[derive(clap::Parser)]
+            struct Cli {
+                #[command(flatten)]
+                jwt: JwtArgs,
+            }
+            <Cli as clap::Parser>::parse_from(["test", "--jwt-secret", value]).jwt
+        };
+        let long = "x".repeat(32);
+        let other = "y".repeat(40);
+        assert!(
+            jwt(defaults::DEV_JWT_SECRET)
+                .check(Environment::Dev)
+                .is_ok()
+        );
+        assert!(
+            jwt(defaults::DEV_JWT_SECRET)
+                .check(Environment::Prod)
+                .is_err()
+        );
+        assert!(jwt("short").check(Environment::Prod).is_err());
+        assert!(jwt(&long).check(Environment::Prod).is_ok());
+        // Rotation: the new secret first, the previous after it; each must be strong.
+        let rotating = jwt(&format!("{other},{long}"));
+        assert!(rotating.check(Environment::Prod).is_ok());
+        assert_eq!(rotating.current(), other.as_bytes());
+        assert_eq!(rotating.previous(), vec![long.as_bytes()]);
+        assert!(
+            jwt(&format!("{long},short"))
+                .check(Environment::Prod)
+                .is_err()
+        );
+        assert!(jwt(&format!("{long},")).check(Environment::Dev).is_err());
     }
 }

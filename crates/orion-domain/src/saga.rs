@@ -104,6 +104,22 @@ pub enum SagaCommand {
     ShipStock,
 }
 
+impl SagaCommand {
+    /// A stable name for logs and traces.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ReserveStock => "reserve stock",
+            Self::AuthorizePayment => "authorize payment",
+            Self::MarkOrderReserved => "mark order reserved",
+            Self::ConfirmOrder => "confirm order",
+            Self::FailOrder(_) => "fail order",
+            Self::ReleaseStock => "release stock",
+            Self::VoidPayment => "void payment",
+            Self::ShipStock => "ship stock",
+        }
+    }
+}
+
 /// An active step: what it does, what undoes it, and how long it may take.
 #[derive(Debug)]
 pub struct StepDefinition {

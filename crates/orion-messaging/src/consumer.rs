@@ -28,7 +28,8 @@ use tokio::sync::Semaphore;
 
 use crate::dependencies::Database;
 use crate::faults::InjectedFault;
-use crate::{Broker, Envelope, Error, RETRY_DELAYS_MS, Result, Topology, WorkQueue};
+use crate::{Broker, Envelope, Error, RETRY_DELAYS_MS, Result, Topology, WorkQueue, spans};
+use tracing::Instrument;
 
 /// Longest wait for the broker to set up a consuming session.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -421,8 +422,15 @@ impl Settle {
             }
         }
         if !batch.is_empty() {
-            let (deliveries, envelopes): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let (deliveries, mut envelopes): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let count = envelopes.len();
+            // One span per message, alive while the batch is handled; each envelope now names
+            // its span as the parent of what the handler does for it.
+            let _spans: Vec<tracing::Span> = deliveries
+                .iter()
+                .zip(envelopes.iter_mut())
+                .map(|(delivery, envelope)| self.process_span(delivery, envelope))
+                .collect();
             let handled = AssertUnwindSafe(tokio::time::timeout(
                 self.handler_timeout,
                 handler.handle_batch(envelopes),
@@ -474,6 +482,25 @@ impl Settle {
         Envelope::from_bytes(&delivery.data).ok()
     }
 
+    /// The `process <queue>` span of a delivery, a child of the span that published it; the
+    /// envelope is made to carry the new span's context, so that a handler's work (also in a
+    /// batch, where no one span is current) continues the message's trace.
+    fn process_span(
+        &self,
+        delivery: &lapin::message::Delivery,
+        envelope: &mut Envelope,
+    ) -> tracing::Span {
+        let span = spans::process(
+            &self.topology.queue(self.queue),
+            envelope,
+            delivery.redelivered,
+        );
+        if let Some(own) = orion_telemetry::propagation::traceparent(&span) {
+            envelope.traceparent = Some(own);
+        }
+        span
+    }
+
     async fn handle<H: Handler>(
         &self,
         delivery: lapin::message::Delivery,
@@ -488,7 +515,8 @@ impl Settle {
                     "delivered {redeliveries} times without being settled; the handler may crash the process"
                 )))
             }
-            Ok(envelope) => {
+            Ok(mut envelope) => {
+                let span = self.process_span(&delivery, &mut envelope);
                 let fault = self
                     .fault_injection
                     .then(|| InjectedFault::requested_by(&delivery.properties))
@@ -499,9 +527,15 @@ impl Settle {
                     }
                     handler.handle(envelope).await
                 };
-                let handled = AssertUnwindSafe(tokio::time::timeout(self.handler_timeout, run))
-                    .catch_unwind()
-                    .await;
+                let handled = AssertUnwindSafe(tokio::time::timeout(
+                    self.handler_timeout,
+                    run.instrument(span.clone()),
+                ))
+                .catch_unwind()
+                .await;
+                if !matches!(handled, Ok(Ok(Ok(())))) {
+                    span.record("error.type", "handler");
+                }
                 match handled {
                     Ok(Ok(result)) => result,
                     Ok(Err(_)) => Err(HandlerError::Retryable(format!(

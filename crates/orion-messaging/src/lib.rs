@@ -11,6 +11,7 @@ mod policies;
 mod publisher;
 mod readiness;
 mod relay;
+mod spans;
 mod topology;
 
 pub use broker::Broker;
@@ -58,6 +59,23 @@ impl Error {
     /// broker being unreachable: the message waits out a backoff, the rest carry on.
     pub fn is_message_fault(&self) -> bool {
         matches!(self, Self::Nacked | Self::Unroutable(_) | Self::Encode(_))
+    }
+
+    /// A short, stable name of the kind of failure (a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Broker(_) => "broker",
+            Self::Timeout(_) => "timeout",
+            Self::Nacked => "nacked",
+            Self::Unroutable(_) => "unroutable",
+            Self::ChannelLost(_) => "channel_lost",
+            Self::Unsettled => "unsettled",
+            Self::NotConfirmed => "not_confirmed",
+            Self::Encode(_) => "encode",
+            Self::Decode(_) => "decode",
+            Self::Management(_) => "management",
+            Self::Persistence(_) => "persistence",
+        }
     }
 }
 

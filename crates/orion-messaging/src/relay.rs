@@ -10,7 +10,7 @@ use orion_persistence::Pool;
 use orion_persistence::outbox::{self, PendingEvent};
 use time::OffsetDateTime;
 
-use crate::{Envelope, Error, Publisher, Result};
+use crate::{Envelope, Error, Publisher, Result, spans};
 
 /// Tunables of a relay.
 #[derive(Debug, Clone)]
@@ -118,7 +118,11 @@ impl OutboxRelay {
         // channel keeps it; a message the broker refuses (rare: a nack, or no queue bound) is
         // tried again later, after the aggregate's events that followed it. Every consumer reads
         // the state, not the sequence, of an order, so that is harmless.
-        let envelopes: Vec<Envelope> = batch.iter().map(|event| self.envelope(event)).collect();
+        let exchange = self.publisher.topology().events_exchange();
+        let (envelopes, spans): (Vec<Envelope>, Vec<tracing::Span>) = batch
+            .iter()
+            .map(|event| self.envelope(&exchange, event))
+            .unzip();
         let mut results = self.publisher.publish_all(&envelopes).await;
         if results
             .iter()
@@ -130,7 +134,10 @@ impl OutboxRelay {
             // consumer's inbox drops).
             results = self.publish_one_by_one(&envelopes).await;
         }
-        for (event, result) in batch.iter().zip(results) {
+        for ((event, result), span) in batch.iter().zip(results).zip(spans) {
+            if let Err(error) = &result {
+                span.record("error.type", error.kind());
+            }
             match result {
                 Ok(()) => published.push(event.seq),
                 Err(error) if error.is_message_fault() => {
@@ -187,8 +194,10 @@ impl OutboxRelay {
         results
     }
 
-    fn envelope(&self, event: &PendingEvent) -> Envelope {
-        Envelope {
+    /// The envelope of a row and the span of its publication, whose context the envelope
+    /// carries (or, without trace context, the row's own).
+    fn envelope(&self, exchange: &str, event: &PendingEvent) -> (Envelope, tracing::Span) {
+        let mut envelope = Envelope {
             specversion: Envelope::SPEC_VERSION.to_owned(),
             id: event.id,
             kind: event.event_type.clone(),
@@ -200,7 +209,12 @@ impl OutboxRelay {
             traceparent: event.metadata.traceparent.clone(),
             datacontenttype: "application/json".to_owned(),
             data: event.payload.clone(),
+        };
+        let span = spans::publish(exchange, &envelope, event.metadata.traceparent.as_deref());
+        if let Some(own) = orion_telemetry::propagation::traceparent(&span) {
+            envelope.traceparent = Some(own);
         }
+        (envelope, span)
     }
 
     /// Runs the relay on the runtime until [`RunningRelay::stop`].

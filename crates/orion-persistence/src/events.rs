@@ -40,6 +40,20 @@ pub async fn record_event(
     now: OffsetDateTime,
 ) -> Result<Uuid> {
     let id = Uuid::now_v7();
+    // The span writing the event becomes the parent of its publication: the relay continues
+    // the trace from the row, in whichever process it runs. Without trace context (no
+    // OpenTelemetry layer) the caller's own value is kept.
+    let traced;
+    let metadata = match orion_telemetry::propagation::current_traceparent() {
+        Some(traceparent) => {
+            traced = EventMetadata {
+                traceparent: Some(traceparent),
+                ..metadata.clone()
+            };
+            &traced
+        }
+        None => metadata,
+    };
     append_outbox(conn, id, event, metadata, now).await?;
     append_event_log(conn, id, event, metadata, now).await?;
     Ok(id)

@@ -53,6 +53,9 @@ const TRANSITION_ATTEMPTS: usize = 3;
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid order, or an Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
+// The placement transaction's span: the order, its `order.placed` event (whose outbox row keeps
+// this trace's context for the relay) and its saga are written in it.
+#[tracing::instrument(name = "place order", skip_all, fields(db.system.name = "postgresql", order.id = tracing::field::Empty))]
 pub(crate) async fn place_order(
     State(state): State<AppState>,
     auth: Auth,
@@ -102,6 +105,7 @@ pub(crate) async fn place_order(
     }
     let now = crate::now();
     let (order, placed) = Order::place(OrderId::new(), customer_id, lines, now)?;
+    tracing::Span::current().record("order.id", tracing::field::display(order.id()));
     orders::insert_order(&mut tx, &order, payment_token).await?;
     let metadata = EventMetadata {
         correlation_id: Some(order.id().as_uuid()),

@@ -18,6 +18,8 @@ pub(super) struct Record {
     pub(super) path: String,
     pub(super) query: Option<String>,
     pub(super) request_id: String,
+    /// The `traceparent` naming the gateway's span, when spans carry trace context.
+    pub(super) traceparent: Option<String>,
     /// The socket's address.
     pub(super) peer: IpAddr,
     /// The client's address: the socket's, or the one a trusted proxy forwarded.

@@ -22,6 +22,7 @@ static EDGE: LazyLock<EdgeAuth> = LazyLock::new(|| {
     EdgeAuth::new(
         TokenKeys::new(
             b"fuzzing-secret-fuzzing-secret-fuzzing",
+            &[],
             time::Duration::minutes(15),
         ),
         [7; 16],
@@ -73,6 +74,7 @@ pub fn request_head(data: &[u8]) {
         path: uri.path().to_owned(),
         query: edge_auth::redacted_query(&uri),
         request_id: request_id(&incoming),
+        traceparent: None,
         peer,
         client_ip: client_ip(peer, &incoming, &TRUSTED, trusted_peer),
         started: Instant::now(),

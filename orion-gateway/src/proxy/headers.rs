@@ -101,7 +101,10 @@ pub(super) fn upstream_headers(
         headers.insert(X_FORWARDED_HOST, host);
     }
     insert(&mut headers, X_REQUEST_ID, &record.request_id);
-    insert(&mut headers, TRACEPARENT, &traceparent(incoming));
+    match &record.traceparent {
+        Some(own) => insert(&mut headers, TRACEPARENT, own),
+        None => insert(&mut headers, TRACEPARENT, &traceparent(incoming)),
+    }
     headers
 }
 

@@ -28,6 +28,7 @@ use orion_auth::TokenKeys;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::retry::budget::{Budget, TpsBudget};
+use tracing::Instrument;
 
 use crate::config::{Config, Network};
 use crate::edge_auth::{self, Caller, EdgeAuth, VouchedKeys};
@@ -111,7 +112,11 @@ impl Gateway {
             upstreams: Arc::new(Upstreams::new(config.upstreams.clone(), config.balance)),
             client,
             auth: EdgeAuth::new(
-                TokenKeys::new(config.jwt_secret.as_bytes(), time::Duration::minutes(15)),
+                TokenKeys::new(
+                    config.jwt.current(),
+                    &config.jwt.previous(),
+                    time::Duration::minutes(15),
+                ),
                 key_salt,
             ),
             vouched: VouchedKeys::new(VOUCHED_FOR),
@@ -186,21 +191,47 @@ pub(crate) async fn serve(
     mut request: Request,
 ) -> Response<Body> {
     let trusted_peer = gateway.trusted.iter().any(|n| n.contains(peer.ip()));
+    let route = route_label(request.uri().path());
+    let client_ip =
+        headers::client_ip(peer.ip(), request.headers(), &gateway.trusted, trusted_peer);
+    // The gateway's server span: a child of the caller's trace if it sent one, and the parent
+    // the replicas continue.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+        url.path = request.uri().path(),
+        client.address = %client_ip,
+        http.response.status_code = tracing::field::Empty,
+    );
+    orion_telemetry::propagation::set_parent(
+        &span,
+        request
+            .headers()
+            .get(headers::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let record = Record {
         method: request.method().clone(),
-        route: route_label(request.uri().path()),
+        route,
         path: request.uri().path().to_owned(),
         query: edge_auth::redacted_query(request.uri()),
         request_id: headers::request_id(request.headers()),
+        traceparent: orion_telemetry::propagation::traceparent(&span),
         peer: peer.ip(),
-        client_ip: headers::client_ip(peer.ip(), request.headers(), &gateway.trusted, trusted_peer),
+        client_ip,
         started: Instant::now(),
     };
     gateway.in_flight.increment(1.0);
     let (mut response, upstream) =
-        forward(gateway, client, &mut request, &record, scheme, trusted_peer).await;
+        forward(gateway, client, &mut request, &record, scheme, trusted_peer)
+            .instrument(span.clone())
+            .await;
     gateway.in_flight.decrement(1.0);
-    record.finish(&mut response, upstream);
+    span.record("http.response.status_code", response.status().as_u16());
+    span.in_scope(|| record.finish(&mut response, upstream));
     response
 }
 

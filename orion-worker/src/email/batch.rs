@@ -99,8 +99,12 @@ impl EmailHandler {
         // turn: a worker killed now leaves `sending` only what it was really sending.
         let sent: Vec<Result<()>> =
             futures_util::future::join_all(claimed.sends.iter().map(|send| {
-                self.mailer
-                    .send(&send.recipient, &send.message_id, &send.rendered)
+                self.mailer.send(
+                    &send.recipient,
+                    &send.message_id,
+                    &send.rendered,
+                    envelopes[send.index].traceparent.as_deref(),
+                )
             }))
             .await;
         let failed = match self.record_all(&messages, &claimed, &sent).await {

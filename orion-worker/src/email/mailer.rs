@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tracing::Instrument;
 
 use super::templates::Rendered;
 use crate::{Error, Result};
@@ -43,8 +44,33 @@ impl Mailer {
     }
 
     /// Sends one email with a plain-text and an HTML part. `message_id` is stable for a delivery,
-    /// so a receiving system can recognise a resend of the same email.
-    pub async fn send(&self, to: &str, message_id: &str, email: &Rendered) -> Result<()> {
+    /// so a receiving system can recognise a resend of the same email. The send is a span of the
+    /// trace `traceparent` names (the message that asked for the email).
+    pub async fn send(
+        &self,
+        to: &str,
+        message_id: &str,
+        email: &Rendered,
+        traceparent: Option<&str>,
+    ) -> Result<()> {
+        let span = tracing::info_span!(
+            "send email",
+            otel.kind = "client",
+            email.message_id = message_id,
+            error.type = tracing::field::Empty,
+        );
+        orion_telemetry::propagation::set_parent(&span, traceparent);
+        let sent = self
+            .send_now(to, message_id, email)
+            .instrument(span.clone())
+            .await;
+        if sent.is_err() {
+            span.record("error.type", "smtp");
+        }
+        sent
+    }
+
+    async fn send_now(&self, to: &str, message_id: &str, email: &Rendered) -> Result<()> {
         let to: Mailbox = to
             .parse()
             .map_err(|e| Error::Mail(format!("invalid recipient: {e}")))?;

@@ -329,7 +329,12 @@ impl EmailHandler {
 
         let sent = self
             .mailer
-            .send(&letter.recipient, &message_id, &rendered)
+            .send(
+                &letter.recipient,
+                &message_id,
+                &rendered,
+                metadata.traceparent.as_deref(),
+            )
             .await;
 
         if sent.is_ok() {
