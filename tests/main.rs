@@ -15,6 +15,7 @@ mod browser;
 mod chaos;
 mod clients;
 mod config;
+mod deployment;
 mod gateway;
 mod hub;
 mod key_rotation;

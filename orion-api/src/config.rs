@@ -125,6 +125,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses settings the API cannot run with, before it connects to anything.
+    pub fn check(&self) -> orion_config::Result<()> {
+        self.jwt.check(self.common.env)?;
+        self.database.check()?;
+        self.amqp.check()
+    }
+
     /// Which addresses webhooks may be registered for.
     pub fn webhook_policy(&self) -> orion_webhooks::AddressPolicy {
         orion_webhooks::AddressPolicy {

@@ -66,7 +66,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    config.jwt.check(config.common.env)?;
+    config.check()?;
     let pool = orion_persistence::connect(
         &config.database.database_url,
         config.database.max_connections(API_POOL_SIZE),

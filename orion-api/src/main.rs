@@ -13,6 +13,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.config.common.check_config {
+        match cli.command {
+            // Migrating needs the database alone.
+            Some(Command::Migrate) => cli.config.database.check()?,
+            _ => cli.config.check()?,
+        }
+        orion_config::report_config_ok("orion-api")?;
+        return Ok(());
+    }
     let telemetry = orion_telemetry::init("orion-api", cli.config.common.log_format)?;
     let result = execute(cli).await;
     telemetry.shut_down().await;

@@ -149,6 +149,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses settings the gateway cannot run with, before it binds anything.
+    pub fn check(&self) -> orion_config::Result<()> {
+        self.jwt.check(self.common.env)?;
+        if self.upstreams.iter().all(|u| u.trim().is_empty()) {
+            return Err(orion_config::Error::Invalid(
+                "ORION_UPSTREAMS names no API replica".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn ms(value: u64) -> Duration {
         Duration::from_millis(value)
     }

@@ -76,7 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     // A configuration it cannot run with is refused before anything is bound.
-    config.jwt.check(config.common.env)?;
+    config.check()?;
     let https = match config.https_listen {
         Some(address) => Some(TcpListener::bind(address).await?),
         None => None,
@@ -105,7 +105,7 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    config.jwt.check(config.common.env)?;
+    config.check()?;
     let tls = match listeners.https {
         Some(_) => Some(tls::server_config(&config)?),
         None => None,

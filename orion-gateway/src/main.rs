@@ -12,6 +12,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = orion_gateway::Config::parse();
+    if config.common.check_config {
+        config.check()?;
+        orion_config::report_config_ok("orion-gateway")?;
+        return Ok(());
+    }
     let telemetry = orion_telemetry::init("orion-gateway", config.common.log_format)?;
     let result = serve(config).await;
     telemetry.shut_down().await;

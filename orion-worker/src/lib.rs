@@ -163,6 +163,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses settings the worker cannot run with, without connecting to anything.
+    pub fn check(&self) -> Result<()> {
+        let settings = |e: orion_config::Error| Error::Config(e.to_string());
+        self.database.check().map_err(settings)?;
+        self.amqp.check().map_err(settings)?;
+        Mailer::new(&self.smtp_url, &self.email_from)?;
+        Ok(())
+    }
+
     /// The topology this configuration names on the broker.
     pub fn topology(&self) -> Topology {
         Topology::new(self.amqp.amqp_prefix.clone()).with_retry_delays(self.amqp.retry_delays_ms())

@@ -6,6 +6,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = orion_worker::Config::parse();
+    if config.common.check_config {
+        config.check()?;
+        orion_config::report_config_ok("orion-worker")?;
+        return Ok(());
+    }
     if config.print_policies {
         let policies: Vec<_> = config
             .topology()

@@ -22,7 +22,7 @@ pub(crate) use faults::{
 pub(crate) use gateway::spawn_gateway;
 pub(crate) use hub::{Connection, HubProbe, NodeScript, js_dir, manifest_dir};
 pub(crate) use otlp::{OtlpReceiver, ReceivedSpan};
-pub(crate) use process::{Launch, OrionProcess};
+pub(crate) use process::{Launch, OrionProcess, binary as binary_path};
 pub(crate) use receiver::{Answer, Received, WebhookReceiver};
 pub(crate) use worker::{
     Mailbox, TestWorker, WorkerProcess, management_url, smtp_url, worker_args,

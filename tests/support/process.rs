@@ -148,7 +148,7 @@ fn free_address() -> SocketAddr {
 }
 
 /// `target/<profile>/<name>`: the test binary lives in `target/<profile>/deps/`.
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let binary = exe
         .parent()

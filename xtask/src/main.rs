@@ -12,6 +12,7 @@
 mod bench;
 mod bench_gateway;
 mod bench_saga;
+mod deploy_tools;
 mod fuzz;
 mod http;
 mod proc_stats;

@@ -429,7 +429,12 @@ pub(crate) fn ensure_chromium() -> Result<PathBuf> {
 const PYTHON_REQUIREMENTS: &str = "tests/python/requirements.txt";
 
 /// The commands a complete installation has in the venv's `bin/`.
-const PYTHON_COMMANDS: [&str; 3] = ["python", "schemathesis", "openapi-python-client"];
+const PYTHON_COMMANDS: [&str; 4] = [
+    "python",
+    "schemathesis",
+    "openapi-python-client",
+    "yamllint",
+];
 
 /// The Python test tools, installed from PyPI into the venv `.tools/venv` with exactly the
 /// versions of `tests/python/requirements.txt`, again whenever that file changes. Returns the
@@ -450,7 +455,7 @@ pub(crate) fn install_python_tools() -> Result<PathBuf> {
     let python =
         find_program("python3").context("the Python test tools need Python 3; install python3")?;
     step(&format!(
-        "installing the Python test tools (schemathesis, openapi-python-client, standardwebhooks) and their pinned dependencies ({PYTHON_REQUIREMENTS}) from PyPI into .tools/venv (about 140 MB)"
+        "installing the Python test tools (schemathesis, openapi-python-client, standardwebhooks, kubernetes-validate, jsonschema, yamllint) and their pinned dependencies ({PYTHON_REQUIREMENTS}) from PyPI into .tools/venv (about 140 MB)"
     ));
     let created = Command::new(&python)
         .args(["-m", "venv", "--clear"])

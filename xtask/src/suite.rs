@@ -166,6 +166,9 @@ struct TestTools<'a> {
     chromium: Option<&'a std::path::Path>,
     /// The venv of the Python test tools (`services::install_python_tools`).
     python_venv: Option<&'a std::path::Path>,
+    /// `kubectl` and `promtool`, for the deployment checks.
+    kubectl: Option<&'a std::path::Path>,
+    promtool: Option<&'a std::path::Path>,
 }
 
 /// `cargo test` with the environment every test run gets: the services' addresses, offline
@@ -191,6 +194,12 @@ fn test_command(urls: &Urls, tools: &TestTools<'_>, args: &[&str]) -> Result<Com
         );
     if let Some(chromium) = tools.chromium {
         command.env("ORION_TEST_CHROMIUM", chromium);
+    }
+    if let Some(kubectl) = tools.kubectl {
+        command.env("ORION_TEST_KUBECTL", kubectl);
+    }
+    if let Some(promtool) = tools.promtool {
+        command.env("ORION_TEST_PROMTOOL", promtool);
     }
     if let Some(venv) = tools.python_venv {
         // The generated-client and webhook tests run their scripts with it.
@@ -232,9 +241,13 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
     services::ensure_js_clients()?;
     let chromium = services::ensure_chromium()?;
     let python_venv = services::install_python_tools()?;
+    let kubectl = crate::deploy_tools::kubectl()?;
+    let promtool = crate::deploy_tools::promtool()?;
     let tools = TestTools {
         chromium: Some(chromium.as_path()),
         python_venv: Some(python_venv.as_path()),
+        kubectl: Some(kubectl.as_path()),
+        promtool: Some(promtool.as_path()),
     };
     let test_command = |args: &[&str]| test_command(&urls, &tools, args);
     step("building the workspace and running every test in it");

@@ -68,6 +68,11 @@ pub struct CommonArgs {
     /// Log format. Log levels come from `RUST_LOG` (default `info`).
     #[arg(long, env = "ORION_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+
+    /// Check the configuration (flags and `ORION_*` variables) and exit, without connecting to
+    /// anything: status 0 if the process would start with it. A pre-flight for deployments.
+    #[arg(long, global = true)]
+    pub check_config: bool,
 }
 
 /// Which addresses webhooks may reach (the API checks at registration, the worker at delivery).
@@ -102,6 +107,15 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// Refuses a database URL that is not a PostgreSQL URL.
+    pub fn check(&self) -> Result<()> {
+        check_url(
+            "ORION_DATABASE_URL",
+            &self.database_url,
+            &["postgres", "postgresql"],
+        )
+    }
+
     /// The configured pool size, or `default` when none was set.
     pub fn max_connections(&self, default: u32) -> u32 {
         self.database_max_connections.unwrap_or(default)
@@ -146,6 +160,11 @@ pub struct AmqpArgs {
 }
 
 impl AmqpArgs {
+    /// Refuses a broker URL that is not an AMQP URL.
+    pub fn check(&self) -> Result<()> {
+        check_url("ORION_AMQP_URL", &self.amqp_url, &["amqp", "amqps"])
+    }
+
     /// The three retry delays, in milliseconds.
     pub fn retry_delays_ms(&self) -> [u32; 3] {
         self.amqp_retry_delays_ms
@@ -166,6 +185,26 @@ fn parse_retry_delays(raw: &str) -> std::result::Result<[u32; 3], String> {
         .collect::<std::result::Result<Vec<u32>, String>>()?;
     <[u32; 3]>::try_from(delays)
         .map_err(|d| format!("expected three delays separated by commas, got {}", d.len()))
+}
+
+/// What `--check-config` prints when the configuration is good.
+pub fn report_config_ok(binary: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stdout().lock(), "{binary}: configuration ok")
+}
+
+/// Refuses a URL that does not parse or has another scheme; the message names the setting and
+/// never the URL (it may hold a password).
+pub fn check_url(setting: &str, value: &str, schemes: &[&str]) -> Result<()> {
+    match url::Url::parse(value) {
+        Ok(url) if schemes.contains(&url.scheme()) && url.has_host() => Ok(()),
+        Ok(url) => Err(Error::Invalid(format!(
+            "{setting} must be a {} URL with a host, not {}:",
+            schemes.join(" or "),
+            url.scheme()
+        ))),
+        Err(error) => Err(Error::Invalid(format!("{setting} is not a URL: {error}"))),
+    }
 }
 
 /// The secrets access tokens are signed and verified with (HS256), shared by the API (which
@@ -243,6 +282,14 @@ mod tests {
         assert!(parse_retry_delays("100,200,400,800").is_err());
         assert!(parse_retry_delays("1,200,400").is_err());
         assert!(parse_retry_delays("a,b,c").is_err());
+    }
+
+    #[test]
+    fn urls_are_checked_without_showing_them() {
+        assert!(check_url("ORION_DATABASE_URL", defaults::DATABASE_URL, &["postgres"]).is_ok());
+        let wrong = check_url("ORION_AMQP_URL", "http://user:pw@host", &["amqp"]).unwrap_err();
+        assert!(!wrong.to_string().contains("pw"), "{wrong}");
+        assert!(check_url("ORION_AMQP_URL", "not a url", &["amqp"]).is_err());
     }
 
     #[test]
