@@ -343,3 +343,68 @@ impl Trace {
         }
     }
 }
+
+/// The gRPC transport (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), from the gateway, whose main
+/// runtime has a single thread: its request's span reaches a gRPC receiver.
+#[tokio::test]
+async fn spans_reach_a_collector_over_grpc_too() {
+    let receiver = OtlpReceiver::start_grpc().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    // No replica behind it: the request is answered by the gateway alone, and traced.
+    let args: Vec<String> = [
+        "--env",
+        "dev",
+        "--ops-listen",
+        "off",
+        "--https-listen",
+        "off",
+        "--upstreams",
+        "127.0.0.1:9",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let gateway = OrionProcess::launch_with(
+        "orion-gateway",
+        &args,
+        None,
+        &Launch {
+            env: &env,
+            stdout: None,
+        },
+    );
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/inventory", gateway.address());
+    let mut answered = None;
+    for _ in 0..200 {
+        if let Ok(response) = http.get(&url).send().await {
+            answered = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = answered.expect("the gateway answers");
+    let mut span = None;
+    for _ in 0..100 {
+        span = receiver
+            .spans()
+            .into_iter()
+            .find(|s| s.name == "GET /api/inventory");
+        if span.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let span = span.expect("the gateway's span, exported over gRPC");
+    assert_eq!(span.service, "orion-gateway");
+    assert_eq!(span.kind, SERVER);
+    assert_eq!(
+        span.attributes["http.response.status_code"],
+        status.to_string()
+    );
+    gateway.terminate_within(Duration::from_secs(30)).await;
+}

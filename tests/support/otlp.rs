@@ -1,5 +1,5 @@
-//! An OTLP/HTTP trace receiver inside the test: the binaries export to it as to a collector
-//! (`OTEL_EXPORTER_OTLP_ENDPOINT`, protocol `http/protobuf`), and it keeps every span it is sent.
+//! An OTLP trace receiver inside the test, over HTTP/protobuf or gRPC: the binaries export to it
+//! as to a collector (`OTEL_EXPORTER_OTLP_ENDPOINT`), and it keeps every span it is sent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,31 @@ impl OtlpReceiver {
         OtlpReceiver { endpoint, spans }
     }
 
+    /// A receiver of OTLP over gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`): HTTP/2 with the
+    /// gRPC framing of the collector's `TraceService/Export`, answered by hand.
+    pub(crate) async fn start_grpc() -> OtlpReceiver {
+        let spans = Spans::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the OTLP receiver");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let kept = spans.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let spans = kept.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, respond))) = connection.accept().await {
+                        tokio::spawn(export_call(spans.clone(), request, respond));
+                    }
+                });
+            }
+        });
+        OtlpReceiver { endpoint, spans }
+    }
+
     /// The value of `OTEL_EXPORTER_OTLP_ENDPOINT` (the exporter appends `/v1/traces`).
     pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
@@ -63,10 +88,64 @@ impl OtlpReceiver {
     }
 }
 
+/// One gRPC call: `/opentelemetry.proto.collector.trace.v1.TraceService/Export` with one
+/// length-prefixed message, answered with an empty response and `grpc-status: 0`.
+async fn export_call(
+    spans: Spans,
+    request: axum::http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let path = request.uri().path().to_owned();
+    let mut body = request.into_body();
+    let mut data = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let message = data
+        .get(5..)
+        .filter(|_| path == "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let status = match message.map(ExportTraceServiceRequest::decode) {
+        Some(Ok(export)) => {
+            keep(&spans, export);
+            "0"
+        }
+        // INVALID_ARGUMENT, UNIMPLEMENTED
+        Some(Err(_)) => "3",
+        None => "12",
+    };
+    let head = axum::http::Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(())
+        .expect("a response head");
+    let Ok(mut stream) = respond.send_response(head, false) else {
+        return;
+    };
+    let reply = ExportTraceServiceResponse::default().encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(reply.len()).unwrap_or(0).to_be_bytes());
+    framed.extend_from_slice(&reply);
+    let _ = stream.send_data(Bytes::from(framed), false);
+    let mut trailers = axum::http::HeaderMap::new();
+    trailers.insert("grpc-status", axum::http::HeaderValue::from_static(status));
+    let _ = stream.send_trailers(trailers);
+}
+
 async fn receive(State(spans): State<Spans>, body: Bytes) -> impl IntoResponse {
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
     };
+    keep(&spans, request);
+    (
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+        .into_response()
+}
+
+/// Keeps every span of an export, with its service's name.
+fn keep(spans: &Spans, request: ExportTraceServiceRequest) {
     let mut received = Vec::new();
     for resource_spans in request.resource_spans {
         let service = resource_spans
@@ -90,11 +169,6 @@ async fn receive(State(spans): State<Spans>, body: Bytes) -> impl IntoResponse {
         }
     }
     spans.lock().expect("spans").extend(received);
-    (
-        [(header::CONTENT_TYPE, "application/x-protobuf")],
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    )
-        .into_response()
 }
 
 fn attributes(pairs: &[KeyValue]) -> HashMap<String, String> {

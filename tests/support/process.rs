@@ -60,7 +60,7 @@ impl OrionProcess {
         Self::launch_with(name, args, address, &Launch::default())
     }
 
-    fn launch_with(
+    pub(crate) fn launch_with(
         name: &'static str,
         args: &[String],
         address: Option<SocketAddr>,

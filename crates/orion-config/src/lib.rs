@@ -249,20 +249,21 @@ impl JwtArgs {
             return Ok(());
         }
         for (index, secret) in self.jwt_secrets.iter().enumerate() {
+            // The current secret is the setting itself for most installations (one secret).
             let which = if index == 0 {
-                "the current secret".to_owned()
+                String::new()
             } else {
-                format!("previous secret #{index}")
+                format!(" (previous secret #{index})")
             };
             if secret == defaults::DEV_JWT_SECRET {
                 return Err(Error::Invalid(format!(
-                    "ORION_JWT_SECRET: {which} is the development default; set a random secret of at \
+                    "ORION_JWT_SECRET{which} is the development default; set a random secret of at \
                      least 32 bytes (or ORION_ENV=dev on a development machine)"
                 )));
             }
             if secret.len() < MIN_LEN {
                 return Err(Error::Invalid(format!(
-                    "ORION_JWT_SECRET: {which} is {} bytes; prod needs at least {MIN_LEN}",
+                    "ORION_JWT_SECRET{which} is {} bytes; prod needs at least {MIN_LEN}",
                     secret.len()
                 )));
             }

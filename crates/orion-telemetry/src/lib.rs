@@ -15,6 +15,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use orion_config::LogFormat;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -33,6 +34,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Levels used when `RUST_LOG` is unset: Orion at info, chatty dependencies at warn.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,lapin=warn,hyper=warn,tower_http=info";
+
+/// What becomes a span of a trace, whatever `RUST_LOG` says of the logs: Orion's spans (all at
+/// info) and none of the transports', the exporter's own included (its requests must not
+/// become spans to export).
+const TRACES_FILTER: &str = "info,sqlx=warn,lapin=warn,hyper=warn,hyper_util=warn,h2=warn,tonic=warn,tower=warn,reqwest=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
 
 /// Keeps the trace pipeline alive; dropping it (at the end of `main`) exports the spans still
 /// buffered, so the last requests of a stopping process are not lost from its traces.
@@ -71,11 +77,13 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<Telemetry> {
     };
     let provider = otlp::provider(service)?;
     let exporting = otlp::exporting();
+    // Each layer filters for itself: quieter logs (`RUST_LOG=warn`) must not empty the traces.
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
         // Thread names and ids on every span: noise in a trace of async tasks.
-        .with_threads(false);
-    let registry = tracing_subscriber::registry().with(filter).with(traces);
+        .with_threads(false)
+        .with_filter(EnvFilter::try_new(TRACES_FILTER)?);
+    let registry = tracing_subscriber::registry().with(traces);
     match format {
         LogFormat::Json => registry
             .with(
@@ -83,14 +91,20 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<Telemetry> {
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_opentelemetry_ids(true),
+                    .with_opentelemetry_ids(true)
+                    .with_filter(filter),
             )
             .try_init()?,
         LogFormat::Pretty => {
             // Colours only for a person at a terminal; log files and pipes get plain text.
             let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             registry
-                .with(tracing_subscriber::fmt::layer().compact().with_ansi(ansi))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .compact()
+                        .with_ansi(ansi)
+                        .with_filter(filter),
+                )
                 .try_init()?
         }
     }
