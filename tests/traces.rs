@@ -170,6 +170,12 @@ async fn one_order_is_one_trace_from_the_gateway_to_its_email(
         assert_eq!(span.parent_span_id, process_placed.span_id, "{step}");
     }
 
+    // The payment's own event, written by the batch path where no one message's span is
+    // current, stays in the order's trace too.
+    let publish_payment =
+        trace.message_span(&format!("publish {events}"), PRODUCER, "payment.authorized");
+    assert!(trace.descends_from(publish_payment, process_placed));
+
     // The confirmation, written by the confirm step, is published, consumed by the email
     // queue, and sent: still the same trace.
     let confirm = trace.expect("orion-worker", "saga confirm order", 1);

@@ -149,6 +149,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Everything [`Config::check`] refuses, and an HTTPS listener whose certificate and key
+    /// cannot be read or do not fit (in dev mode without them, one is made at start).
+    pub fn preflight(&self) -> crate::Result<()> {
+        self.check()?;
+        let own_certificate = self.tls_cert.is_some() || self.tls_key.is_some();
+        if self.https_listen.is_some() && (own_certificate || !self.common.env.is_dev()) {
+            crate::tls::server_config(self)?;
+        }
+        Ok(())
+    }
+
     /// Refuses settings the gateway cannot run with, before it binds anything.
     pub fn check(&self) -> orion_config::Result<()> {
         self.jwt.check(self.common.env)?;

@@ -55,6 +55,11 @@ pub(crate) async fn check_replicas(gateway: Arc<Gateway>, checks: Checks, stop: 
             }
         });
         futures_util::future::join_all(probes).await;
+        // Counts over the replicas resolved now: the per-replica gauge of a replica that left
+        // DNS (a pod scaled away) keeps its last value, so alerts read these instead.
+        let healthy = backends.iter().filter(|b| b.is_healthy()).count();
+        metrics::gauge!("gateway_upstreams_known").set(backends.len() as f64);
+        metrics::gauge!("gateway_upstreams_healthy").set(healthy as f64);
     }
 }
 

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let config = orion_gateway::Config::parse();
     if config.common.check_config {
-        config.check()?;
+        config.preflight()?;
         orion_config::report_config_ok("orion-gateway")?;
         return Ok(());
     }

@@ -168,6 +168,14 @@ impl Config {
         let settings = |e: orion_config::Error| Error::Config(e.to_string());
         self.database.check().map_err(settings)?;
         self.amqp.check().map_err(settings)?;
+        if !self.amqp_management_url.is_empty() {
+            orion_config::check_url(
+                "ORION_AMQP_MANAGEMENT_URL",
+                &self.amqp_management_url,
+                &["http", "https"],
+            )
+            .map_err(settings)?;
+        }
         Mailer::new(&self.smtp_url, &self.email_from)?;
         Ok(())
     }

@@ -323,6 +323,26 @@ def selects(selector: dict, labels: dict) -> bool:
     return True
 
 
+UNEXPANDED = re.compile(r"(?<!\$)\$\([A-Za-z_][A-Za-z0-9_]*\)")
+
+
+def check_references(
+    where: str, objects: list[dict], workload: dict, container: dict, report: Report
+) -> None:
+    """A `$(VAR)` Kubernetes cannot expand (the variable is defined later in the list, or not
+    at all) reaches the process as written: a URL with `$(PASSWORD)` in it."""
+    if binary_of(container) is None:
+        return
+    for name, value in container_env(objects, workload, container).items():
+        if UNEXPANDED.search(value):
+            report.fail(
+                "policy",
+                f"{where}: {describe(workload)} container {container['name']}: {name} keeps "
+                f"an unexpanded reference ({UNEXPANDED.search(value).group(0)}); define the "
+                "variable earlier in env",
+            )
+
+
 def check_policy(where: str, objects: list[dict], report: Report) -> None:
     pdbs = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     for obj in objects:
@@ -332,6 +352,8 @@ def check_policy(where: str, objects: list[dict], report: Report) -> None:
                 check_container(where, obj, pod, container, True, report)
             for container in pod.get("containers", []):
                 check_container(where, obj, pod, container, False, report)
+            for container in pod.get("initContainers", []) + pod.get("containers", []):
+                check_references(where, objects, obj, container, report)
             if pod.get("automountServiceAccountToken") is not False:
                 report.fail(
                     "policy",

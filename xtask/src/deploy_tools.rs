@@ -30,8 +30,22 @@ pub(crate) fn promtool() -> Result<PathBuf> {
     {
         return Ok(promtool);
     }
-    if find_program("apt-get").is_none() || find_program("dpkg-deb").is_none() {
-        bail!("promtool comes from Debian's {PROMETHEUS_DEB} package; this machine has no apt-get");
+    let version = PROMETHEUS_DEB.split_once('=').map_or("", |(_, v)| v);
+    // The same version installed already (Debian's prometheus package, say) will do.
+    if let Some(installed) = find_program("promtool") {
+        let reported = Command::new(&installed).arg("--version").output();
+        let upstream = version.split('+').next().unwrap_or(version);
+        if reported.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(upstream)) {
+            return Ok(installed);
+        }
+    }
+    for tool in ["apt-get", "dpkg-deb"] {
+        if find_program(tool).is_none() {
+            bail!(
+                "promtool comes from Debian's {PROMETHEUS_DEB} package, and this machine has no \
+                 {tool}; install promtool {version} and put it on PATH"
+            );
+        }
     }
     step(&format!(
         "unpacking promtool from Debian's {PROMETHEUS_DEB} into .tools/prometheus (about 30 MB)"
@@ -54,7 +68,6 @@ pub(crate) fn promtool() -> Result<PathBuf> {
     };
     // A fresh machine may not have the package lists yet.
     download(false).or_else(|_| download(true))?;
-    let version = PROMETHEUS_DEB.split_once('=').map_or("", |(_, v)| v);
     let deb = std::fs::read_dir(&downloads)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .find(|path| {

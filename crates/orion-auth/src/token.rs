@@ -140,19 +140,19 @@ impl TokenKeys {
             Some(kid) => self.verifying.iter().filter(|k| &k.kid == kid).collect(),
             None => self.verifying.iter().collect(),
         };
-        let mut outcome = Err(Error::InvalidToken);
+        // The most telling refusal wins: "expired" from the key that signed it, not "invalid"
+        // from another key tried after it.
+        let mut refusal = Error::InvalidToken;
         for key in candidates {
-            outcome = decode::<AccessClaims>(token, &key.decoding, &self.validation)
-                .map(|data| data.claims)
-                .map_err(|e| match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::TokenExpired,
-                    _ => Error::InvalidToken,
-                });
-            if outcome.is_ok() {
-                break;
+            match decode::<AccessClaims>(token, &key.decoding, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    refusal = Error::TokenExpired;
+                }
+                Err(_) => {}
             }
         }
-        outcome
+        Err(refusal)
     }
 }
 

@@ -211,14 +211,24 @@ pub fn check_url(setting: &str, value: &str, schemes: &[&str]) -> Result<()> {
 /// signs and verifies) and the gateway (which verifies at the edge).
 #[derive(Debug, Clone, clap::Args)]
 pub struct JwtArgs {
-    /// Access-token secrets, comma-separated: the first signs new tokens, every one is accepted.
-    /// To rotate without signing anyone out, put the new secret first and keep the old one
-    /// after it for a token lifetime (15 minutes), then drop it. Prod refuses the development
-    /// default and any secret under 32 bytes.
+    /// Access-token secrets, comma-separated (spaces around them ignored): the first signs new
+    /// tokens, every one is accepted. To rotate without signing anyone out, in three rollouts
+    /// of the gateway and the API: `old,new` (the new one accepted everywhere before anyone
+    /// signs with it), then `new,old`, then, a token lifetime later, `new`. Prod refuses the
+    /// development default and any secret under 32 bytes.
     #[arg(long = "jwt-secret", env = "ORION_JWT_SECRET", default_value = defaults::DEV_JWT_SECRET,
-          value_delimiter = ',', hide_default_value = true, hide_env_values = true)]
+          value_delimiter = ',', value_parser = trimmed, hide_default_value = true, hide_env_values = true)]
     pub jwt_secrets: Vec<String>,
 }
+
+/// A value without the spaces around it (`new, old` names the secrets `new` and `old`).
+fn trimmed(value: &str) -> std::result::Result<String, String> {
+    Ok(value.trim().to_owned())
+}
+
+/// More secrets than a rotation needs is a mistake (and each one is tried on tokens that name
+/// no key).
+const MAX_JWT_SECRETS: usize = 4;
 
 impl JwtArgs {
     /// The secret new tokens are signed with.
@@ -244,6 +254,12 @@ impl JwtArgs {
                 "ORION_JWT_SECRET holds an empty secret; give one secret, or several separated by commas"
                     .into(),
             ));
+        }
+        if self.jwt_secrets.len() > MAX_JWT_SECRETS {
+            return Err(Error::Invalid(format!(
+                "ORION_JWT_SECRET holds {} secrets; a rotation needs at most {MAX_JWT_SECRETS}",
+                self.jwt_secrets.len()
+            )));
         }
         if env.is_dev() {
             return Ok(());
@@ -328,5 +344,8 @@ mod tests {
                 .is_err()
         );
         assert!(jwt(&format!("{long},")).check(Environment::Dev).is_err());
+        let spaced = jwt(&format!("{other}, {long}"));
+        assert_eq!(spaced.previous(), vec![long.as_bytes()]);
+        assert!(jwt("a,b,c,d,e").check(Environment::Dev).is_err());
     }
 }

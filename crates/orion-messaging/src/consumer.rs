@@ -426,7 +426,7 @@ impl Settle {
             let count = envelopes.len();
             // One span per message, alive while the batch is handled; each envelope now names
             // its span as the parent of what the handler does for it.
-            let _spans: Vec<tracing::Span> = deliveries
+            let spans: Vec<tracing::Span> = deliveries
                 .iter()
                 .zip(envelopes.iter_mut())
                 .map(|(delivery, envelope)| self.process_span(delivery, envelope))
@@ -441,12 +441,20 @@ impl Settle {
                 Ok(Ok(Some(outcomes))) if outcomes.len() == count => {
                     metrics::histogram!("consumer_batch_size", "queue" => self.topology.queue(self.queue))
                         .record(count as f64);
-                    for (delivery, outcome) in deliveries.into_iter().zip(outcomes) {
+                    for ((delivery, outcome), span) in
+                        deliveries.into_iter().zip(outcomes).zip(&spans)
+                    {
+                        if outcome.is_err() {
+                            span.record("error.type", "handler");
+                        }
                         self.settle(delivery, outcome).await?;
                     }
                 }
                 _ if self.database_down().await => {
                     // Nothing to learn from trying each alone: the outage failed them all.
+                    for span in &spans {
+                        span.record("error.type", "unavailable");
+                    }
                     for delivery in deliveries {
                         let outcome = Err(HandlerError::Unavailable(
                             "the database is unreachable".to_owned(),
@@ -459,9 +467,14 @@ impl Settle {
                         count,
                         "a batch did not get through; handling its messages one by one"
                     );
+                    // Each message gets a span of its own on the single path.
+                    for span in &spans {
+                        span.record("error.type", "batch");
+                    }
                     alone.extend(deliveries);
                 }
             }
+            drop(spans);
         }
         for delivery in alone {
             self.handle(delivery, handler).await?;

@@ -6,6 +6,7 @@ use orion_domain::{DomainEvent, OrderId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -32,30 +33,35 @@ pub struct LoggedEvent {
 }
 
 /// Writes one event to the outbox and the event log under a new id, which it returns.
-#[tracing::instrument(skip_all, fields(event.type = %event.event_type()))]
 pub async fn record_event(
     conn: &mut PgConnection,
     event: &DomainEvent,
     metadata: &EventMetadata,
     now: OffsetDateTime,
 ) -> Result<Uuid> {
+    let span = tracing::info_span!("record_event", event.type = %event.event_type());
+    // Under the caller's span where there is one (a request, a saga step); otherwise (a batch
+    // handler, where no one message's span is current) under the span the metadata names, so
+    // that the event stays in its message's trace.
+    if tracing::Span::current().is_none() {
+        orion_telemetry::propagation::set_parent(&span, metadata.traceparent.as_deref());
+    }
+    // This span becomes the parent of the event's publication: the relay continues the trace
+    // from the row, in whichever process it runs. Without trace context (no OpenTelemetry
+    // layer) the caller's own value is kept.
+    let traced =
+        orion_telemetry::propagation::traceparent(&span).map(|traceparent| EventMetadata {
+            traceparent: Some(traceparent),
+            ..metadata.clone()
+        });
+    let metadata = traced.as_ref().unwrap_or(metadata);
     let id = Uuid::now_v7();
-    // The span writing the event becomes the parent of its publication: the relay continues
-    // the trace from the row, in whichever process it runs. Without trace context (no
-    // OpenTelemetry layer) the caller's own value is kept.
-    let traced;
-    let metadata = match orion_telemetry::propagation::current_traceparent() {
-        Some(traceparent) => {
-            traced = EventMetadata {
-                traceparent: Some(traceparent),
-                ..metadata.clone()
-            };
-            &traced
-        }
-        None => metadata,
-    };
-    append_outbox(conn, id, event, metadata, now).await?;
-    append_event_log(conn, id, event, metadata, now).await?;
+    async {
+        append_outbox(conn, id, event, metadata, now).await?;
+        append_event_log(conn, id, event, metadata, now).await
+    }
+    .instrument(span)
+    .await?;
     Ok(id)
 }
 

@@ -26,8 +26,6 @@ pub enum Error {
     Filter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
-    #[error("cannot set up the OTLP trace exporter: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -75,8 +73,8 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<Telemetry> {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::try_new(DEFAULT_FILTER)?,
     };
-    let provider = otlp::provider(service)?;
-    let exporting = otlp::exporting();
+    let (provider, exporter_failure) = otlp::provider(service);
+    let exporting = otlp::exporting() && exporter_failure.is_none();
     // Each layer filters for itself: quieter logs (`RUST_LOG=warn`) must not empty the traces.
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
@@ -107,6 +105,9 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<Telemetry> {
                 )
                 .try_init()?
         }
+    }
+    if let Some(error) = exporter_failure {
+        tracing::warn!(%error, "traces are not exported: the OTLP exporter cannot be set up from the OTEL_* settings");
     }
     tracing::debug!(service, exporting, "telemetry initialised");
     Ok(Telemetry { provider })

@@ -8,8 +8,6 @@
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use crate::Result;
-
 /// Whether spans leave the process: an OTLP endpoint is set and the exporter is not `none`.
 pub(crate) fn exporting() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|value| !value.trim().is_empty());
@@ -19,17 +17,21 @@ pub(crate) fn exporting() -> bool {
 
 /// The tracer provider. Without an endpoint it has no exporter at all: spans still get trace
 /// and span ids (for the logs and for `traceparent` across HTTP and the broker), and nothing
-/// is sent anywhere.
-pub(crate) fn provider(service: &'static str) -> Result<SdkTracerProvider> {
+/// is sent anywhere. An exporter that cannot be set up (a malformed endpoint) is reported in
+/// the second value and the process runs without it: traces are not worth an outage.
+pub(crate) fn provider(service: &'static str) -> (SdkTracerProvider, Option<String>) {
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service);
     }
     let mut builder = SdkTracerProvider::builder().with_resource(resource.build());
+    let mut failure = None;
     if exporting() {
         // Picks gRPC or HTTP/protobuf from OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL.
-        let exporter = opentelemetry_otlp::SpanExporter::builder().build()?;
-        builder = builder.with_batch_exporter(exporter);
+        match opentelemetry_otlp::SpanExporter::builder().build() {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(error) => failure = Some(error.to_string()),
+        }
     }
-    Ok(builder.build())
+    (builder.build(), failure)
 }
