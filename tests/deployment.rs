@@ -10,7 +10,7 @@ use std::process::Command;
 use clap::CommandFactory;
 use serde::Deserialize;
 
-use crate::support::{OrionProcess, binary_path, manifest_dir, python};
+use crate::support::{OrionProcess, binary_path, gateway_args, manifest_dir, python};
 
 /// The OpenTelemetry SDK settings a deployment may give (the SDK reads them itself).
 const OTEL_SETTINGS: [&str; 13] = [
@@ -295,20 +295,7 @@ fn alert_rules_pass_promtool_and_name_only_exported_metrics() {
 
 #[tokio::test]
 async fn the_image_health_check_passes_on_a_live_binary_and_fails_without_one() {
-    let args: Vec<String> = [
-        "--env",
-        "dev",
-        "--ops-listen",
-        "off",
-        "--https-listen",
-        "off",
-        "--upstreams",
-        "127.0.0.1:9",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let gateway = OrionProcess::launch("orion-gateway", &args, None);
+    let gateway = OrionProcess::launch("orion-gateway", &gateway_args("127.0.0.1:9", &[]), None);
     let live = format!("http://{}/health/live", gateway.address());
     let http = reqwest::Client::new();
     let mut up = false;

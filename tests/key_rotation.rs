@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::RwLock;
 
-use crate::support::{CUSTOMER, Running, TestApi, spawn_gateway};
+use crate::support::{CUSTOMER, Running, TestApi, sign_in, spawn_gateway};
 
 const OLD: &str = "the-old-secret-the-old-secret-the-old-secret";
 const NEW: &str = "the-new-secret-the-new-secret-the-new-secret";
@@ -25,16 +25,7 @@ struct Client {
 impl Client {
     async fn sign_in(&self, http: &reqwest::Client) -> String {
         let base = self.gateway.read().await.clone();
-        let login: Value = http
-            .post(format!("{base}/api/auth/login"))
-            .json(&json!({"email": CUSTOMER.0, "password": CUSTOMER.1}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("login json");
-        let token = login["access_token"].as_str().expect("token").to_owned();
+        let token = sign_in(http, &base, CUSTOMER).await;
         *self.token.write().await = token.clone();
         token
     }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::support::{
-    CUSTOMER, JWT_SECRET, Launch, OrionProcess, OtlpReceiver, ReceivedSpan, api_args, database_url,
-    worker_args,
+    CUSTOMER, Launch, OrionProcess, OtlpReceiver, ReceivedSpan, api_args, database_url,
+    gateway_args, sign_in, worker_args,
 };
 
 const SERVER: i32 = 2;
@@ -53,27 +53,9 @@ async fn one_order_is_one_trace_from_the_gateway_to_its_email(
         },
     )
     .await;
-    let upstream = api.address().to_string();
-    let gateway_args: Vec<String> = [
-        "--env",
-        "dev",
-        "--ops-listen",
-        "off",
-        "--https-listen",
-        "off",
-        "--upstreams",
-        &upstream,
-        "--jwt-secret",
-        JWT_SECRET,
-        "--health-interval-ms",
-        "100",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
     let gateway = OrionProcess::spawn_with(
         "orion-gateway",
-        &gateway_args,
+        &gateway_args(&api.address().to_string(), &[]),
         None,
         &Launch {
             env: &env,
@@ -84,19 +66,10 @@ async fn one_order_is_one_trace_from_the_gateway_to_its_email(
 
     let http = reqwest::Client::new();
     let base = format!("http://{}", gateway.address());
-    let login: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": CUSTOMER.0, "password": CUSTOMER.1}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login json");
-    let token = login["access_token"].as_str().expect("access token");
+    let token = sign_in(&http, &base, CUSTOMER).await;
     let placed = http
         .post(format!("{base}/api/orders"))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .json(&json!({"items": [{"sku": "SKU-2", "quantity": 1}]}))
         .send()
         .await
@@ -361,22 +334,9 @@ async fn spans_reach_a_collector_over_grpc_too() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
     // No replica behind it: the request is answered by the gateway alone, and traced.
-    let args: Vec<String> = [
-        "--env",
-        "dev",
-        "--ops-listen",
-        "off",
-        "--https-listen",
-        "off",
-        "--upstreams",
-        "127.0.0.1:9",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
     let gateway = OrionProcess::launch_with(
         "orion-gateway",
-        &args,
+        &gateway_args("127.0.0.1:9", &[]),
         None,
         &Launch {
             env: &env,

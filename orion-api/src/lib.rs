@@ -216,30 +216,22 @@ pub fn router(state: AppState) -> Router {
                                 .extensions()
                                 .get::<RequestId>()
                                 .and_then(|id| id.header_value().to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned();
+                                .unwrap_or_default();
                             let route = request
                                 .extensions()
                                 .get::<axum::extract::MatchedPath>()
                                 .map_or("unmatched", axum::extract::MatchedPath::as_str);
                             // The API's server span, a child of the gateway's (or the caller's) span.
-                            let span = tracing::info_span!(
-                                "request",
-                                otel.name = %format_args!("{} {route}", request.method()),
-                                otel.kind = "server",
-                                http.request.method = %request.method(),
-                                http.route = route,
-                                url.path = request.uri().path(),
-                                http.response.status_code = tracing::field::Empty,
-                                request_id,
-                            );
-                            orion_telemetry::propagation::set_parent(
-                                &span,
+                            let span = orion_telemetry::propagation::http_server_span(
+                                request.method().as_str(),
+                                route,
+                                request.uri().path(),
                                 request
                                     .headers()
                                     .get("traceparent")
                                     .and_then(|v| v.to_str().ok()),
                             );
+                            span.record("request_id", request_id);
                             span
                         })
                         .on_response(

@@ -248,6 +248,23 @@ impl TestApi {
     }
 }
 
+/// Signs `account` in through whatever answers at `base` (a gateway, a replica) and returns
+/// its access token.
+pub(crate) async fn sign_in(http: &Client, base: &str, (email, password): (&str, &str)) -> String {
+    let response = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200, "login of {email}");
+    let login: Value = response.json().await.expect("login json");
+    login["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
 /// The topology of a test's processes under `prefix`, with the tests' short retry delays
 /// ([`RETRY_DELAYS_MS`]).
 pub(crate) fn topology(prefix: impl Into<String>) -> orion_messaging::Topology {

@@ -4,13 +4,10 @@ use std::net::SocketAddr;
 
 use super::{JWT_SECRET, Running, signal};
 
-/// Starts a gateway balancing over `upstreams`, with fast health checks so tests need not wait.
-pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> Running {
-    let list = upstreams
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+/// The gateway's command line (without the program name) in front of the replicas `upstreams`
+/// (comma-separated): dev mode, plain HTTP only, the suite's secret, fast health checks so
+/// tests need not wait; `extra` adds or replaces flags.
+pub(crate) fn gateway_args(upstreams: &str, extra: &[&str]) -> Vec<String> {
     let defaults = [
         "--env",
         "dev",
@@ -19,7 +16,7 @@ pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> R
         "--https-listen",
         "off",
         "--upstreams",
-        &list,
+        upstreams,
         "--jwt-secret",
         JWT_SECRET,
         "--health-interval-ms",
@@ -29,9 +26,18 @@ pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> R
         "--eject-base-ms",
         "300",
     ];
-    let args = super::app::command_line(&defaults, extra);
+    super::app::command_line(&defaults, extra)
+}
+
+/// Starts a gateway balancing over `upstreams`.
+pub(crate) async fn spawn_gateway(upstreams: &[SocketAddr], extra: &[&str]) -> Running {
+    let list = upstreams
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let config = <orion_gateway::Config as clap::Parser>::parse_from(
-        std::iter::once("orion-gateway".to_owned()).chain(args),
+        std::iter::once("orion-gateway".to_owned()).chain(gateway_args(&list, extra)),
     );
     Running::start(|listener, stopped| orion_gateway::run(config, listener, signal(stopped))).await
 }

@@ -13,13 +13,13 @@ mod worker;
 
 pub(crate) use api::{
     ADMIN, CUSTOMER, Customer, JWT_SECRET, REGISTERED_PASSWORD, TestApi, amqp_url, api_args,
-    expect_problem, topology, with_token,
+    expect_problem, sign_in, topology, with_token,
 };
 pub(crate) use app::{Running, database_url, signal};
 pub(crate) use faults::{
     DatabaseOutage, DropAfterAccept, Partition, publish_poison, restart_broker_app,
 };
-pub(crate) use gateway::spawn_gateway;
+pub(crate) use gateway::{gateway_args, spawn_gateway};
 pub(crate) use hub::{Connection, HubProbe, NodeScript, js_dir, manifest_dir};
 pub(crate) use otlp::{OtlpReceiver, ReceivedSpan};
 pub(crate) use process::{Launch, OrionProcess, binary as binary_path};

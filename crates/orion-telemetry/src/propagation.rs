@@ -46,6 +46,30 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// The server span of one HTTP request, named `{method} {route}` by the HTTP conventions, a
+/// child of the caller's span when it sent a `traceparent`. `client.address`, `request_id`
+/// and `http.response.status_code` are the caller's to record.
+pub fn http_server_span(
+    method: &str,
+    route: &str,
+    path: &str,
+    traceparent: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = path,
+        client.address = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    set_parent(&span, traceparent);
+    span
+}
+
 /// A carrier holding just a `traceparent`.
 struct Single<'a>(&'a str);
 

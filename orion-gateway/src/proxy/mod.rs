@@ -196,23 +196,16 @@ pub(crate) async fn serve(
         headers::client_ip(peer.ip(), request.headers(), &gateway.trusted, trusted_peer);
     // The gateway's server span: a child of the caller's trace if it sent one, and the parent
     // the replicas continue.
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format_args!("{} {route}", request.method()),
-        otel.kind = "server",
-        http.request.method = %request.method(),
-        http.route = route,
-        url.path = request.uri().path(),
-        client.address = %client_ip,
-        http.response.status_code = tracing::field::Empty,
-    );
-    orion_telemetry::propagation::set_parent(
-        &span,
+    let span = orion_telemetry::propagation::http_server_span(
+        request.method().as_str(),
+        route,
+        request.uri().path(),
         request
             .headers()
             .get(headers::TRACEPARENT)
             .and_then(|v| v.to_str().ok()),
     );
+    span.record("client.address", tracing::field::display(client_ip));
     let record = Record {
         method: request.method().clone(),
         route,
