@@ -26,12 +26,36 @@ pub(crate) fn post_json(
 }
 
 fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    request_as(address, method, path, None, body)
+}
+
+/// A request with HTTP basic authentication (`user`, `password`); the status and the body.
+pub(crate) fn request_authenticated(
+    address: &str,
+    method: &str,
+    path: &str,
+    (user, password): (&str, &str),
+) -> Result<(u16, String)> {
+    use base64::Engine as _;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    request_as(address, method, path, Some(&credentials), None)
+}
+
+fn request_as(
+    address: &str,
+    method: &str,
+    path: &str,
+    basic: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.unwrap_or_default();
+    let authorization = basic.map_or_else(String::new, |b| format!("Authorization: Basic {b}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut reader = BufReader::new(stream);

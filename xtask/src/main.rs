@@ -15,6 +15,7 @@ mod bench_saga;
 mod deploy_tools;
 mod fuzz;
 mod http;
+mod leftovers;
 mod proc_stats;
 mod services;
 mod suite;

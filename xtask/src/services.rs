@@ -37,7 +37,7 @@ impl Endpoint {
         Ok(Self { host, port })
     }
 
-    fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         matches!(self.host.as_str(), "127.0.0.1" | "localhost" | "::1")
     }
 

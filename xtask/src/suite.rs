@@ -238,6 +238,7 @@ pub(crate) fn test(cargo_args: &[String]) -> Result<()> {
     let urls = Urls::from_env();
     let mut supervisor = Supervisor::default();
     provision(&urls, &mut supervisor)?;
+    crate::leftovers::sweep_test_topologies(&urls.amqp)?;
     services::ensure_js_clients()?;
     let chromium = services::ensure_chromium()?;
     let python_venv = services::install_python_tools()?;
