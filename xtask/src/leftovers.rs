@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 
 use crate::http;
-use crate::services::{Endpoint, step};
+use crate::services::{Endpoint, MANAGEMENT_PORT, step};
 
 /// Deletes the queues and exchanges named `test-…` on the local broker at `amqp_url`, through
 /// its management API; nothing on a remote broker.
@@ -22,7 +22,7 @@ pub(crate) fn sweep_test_topologies(amqp_url: &str) -> Result<()> {
         user => user,
     };
     let password = url.password().unwrap_or("guest");
-    let management = format!("{}:15672", endpoint.host);
+    let management = format!("{}:{MANAGEMENT_PORT}", endpoint.host);
     let mut removed = 0;
     for kind in ["queues", "exchanges"] {
         let (status, body) = http::request_authenticated(
@@ -59,15 +59,7 @@ pub(crate) fn sweep_test_topologies(amqp_url: &str) -> Result<()> {
     Ok(())
 }
 
-/// A path segment: every byte but unreserved ones percent-encoded (`/` is the default vhost).
+/// A path segment, percent-encoded (`/`, the default vhost, is `%2F`).
 fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

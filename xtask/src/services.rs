@@ -256,7 +256,7 @@ pub(crate) fn ensure_rabbitmq(amqp_url: &str) -> Result<()> {
 }
 
 /// The management API's port: the worker's default `ORION_AMQP_MANAGEMENT_URL` uses it.
-const MANAGEMENT_PORT: u16 = 15672;
+pub(crate) const MANAGEMENT_PORT: u16 = 15672;
 
 /// The management plugin of the local broker (it ships with RabbitMQ; enabling it is
 /// remembered across restarts).

@@ -47,7 +47,6 @@ struct VerifyingKey {
 /// header's `kid` (a fingerprint of the secret, which reveals nothing of it).
 #[derive(Clone)]
 pub struct TokenKeys {
-    kid: String,
     encoding: EncodingKey,
     /// The current key first, then the previous ones.
     verifying: Vec<VerifyingKey>,
@@ -58,7 +57,7 @@ pub struct TokenKeys {
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
-            .field("kid", &self.kid)
+            .field("kid", &self.current_kid())
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -94,7 +93,6 @@ impl TokenKeys {
             })
             .collect();
         Self {
-            kid: key_id(current),
             encoding: EncodingKey::from_secret(current),
             verifying,
             validation,
@@ -106,9 +104,9 @@ impl TokenKeys {
         self.ttl
     }
 
-    /// The `kid` new tokens carry.
+    /// The `kid` new tokens carry: the current key's, first of those that verify.
     pub fn current_kid(&self) -> &str {
-        &self.kid
+        self.verifying.first().map_or("", |key| key.kid.as_str())
     }
 
     pub fn issue(&self, user_id: Uuid, role: Role, now: OffsetDateTime) -> Result<IssuedToken> {
@@ -122,7 +120,7 @@ impl TokenKeys {
             jti: Uuid::now_v7(),
         };
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.kid.clone());
+        header.kid = Some(self.current_kid().to_owned());
         let token =
             encode(&header, &claims, &self.encoding).map_err(|e| Error::Token(e.to_string()))?;
         Ok(IssuedToken {

@@ -73,8 +73,9 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<Telemetry> {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::try_new(DEFAULT_FILTER)?,
     };
-    let (provider, exporter_failure) = otlp::provider(service);
-    let exporting = otlp::exporting() && exporter_failure.is_none();
+    let configured = otlp::exporting();
+    let (provider, exporter_failure) = otlp::provider(service, configured);
+    let exporting = configured && exporter_failure.is_none();
     // Each layer filters for itself: quieter logs (`RUST_LOG=warn`) must not empty the traces.
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))

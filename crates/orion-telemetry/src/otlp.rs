@@ -15,18 +15,22 @@ pub(crate) fn exporting() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
-/// The tracer provider. Without an endpoint it has no exporter at all: spans still get trace
+/// The tracer provider, exporting when [`exporting`] said so. Without an endpoint it has no
+/// exporter at all: spans still get trace
 /// and span ids (for the logs and for `traceparent` across HTTP and the broker), and nothing
 /// is sent anywhere. An exporter that cannot be set up (a malformed endpoint) is reported in
 /// the second value and the process runs without it: traces are not worth an outage.
-pub(crate) fn provider(service: &'static str) -> (SdkTracerProvider, Option<String>) {
+pub(crate) fn provider(
+    service: &'static str,
+    exporting: bool,
+) -> (SdkTracerProvider, Option<String>) {
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service);
     }
     let mut builder = SdkTracerProvider::builder().with_resource(resource.build());
     let mut failure = None;
-    if exporting() {
+    if exporting {
         // Picks gRPC or HTTP/protobuf from OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL.
         match opentelemetry_otlp::SpanExporter::builder().build() {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
