@@ -292,6 +292,7 @@ async fn dead_letter_and_email_listings_refuse_bad_parameters_clearly(
         ("/api/admin/dead-letters?cursor=not-a-cursor", "bad-request"),
         ("/api/admin/dead-letters?color=red", "bad-request"),
         ("/api/admin/email-deliveries?status=lost", "bad-request"),
+        ("/api/admin/email-deliveries?status=", "bad-request"),
         (
             "/api/admin/email-deliveries?cursor=not-a-cursor",
             "bad-request",

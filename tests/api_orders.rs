@@ -456,6 +456,7 @@ async fn listing_pages_with_a_cursor_and_filters_by_status(
         "/api/orders?reference=",
         "/api/orders?reference=XYZXYZXYZX",
         "/api/orders?status=lost",
+        "/api/orders?status=",
         "/api/orders?limit=0",
         "/api/orders?limit=101",
         "/api/orders?limit=x",

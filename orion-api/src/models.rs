@@ -107,7 +107,7 @@ pub struct OrderList {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderListQuery {
-    /// Only orders in this status; empty for all.
+    /// Only orders in this status; omitted for all (an empty value is no status, and refused).
     #[param(value_type = Option<StatusName>)]
     pub status: Option<String>,
     /// Only the order with this reference: the ten characters shown in emails and the admin
@@ -259,7 +259,7 @@ pub struct EmailDeliveryList {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EmailDeliveryQuery {
-    /// Only deliveries in this status.
+    /// Only deliveries in this status; omitted for all (an empty value is refused).
     #[param(value_type = Option<EmailStatusName>)]
     pub status: Option<String>,
     /// Most deliveries returned, 1 to 100 (default 50), newest first.

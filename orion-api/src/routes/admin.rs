@@ -316,7 +316,7 @@ pub(crate) async fn list_email_deliveries(
     ApiQuery(query): ApiQuery<EmailDeliveryQuery>,
 ) -> Result<Json<EmailDeliveryList>, ApiError> {
     auth.require_admin()?;
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+    let status = match query.status.as_deref() {
         None => None,
         Some(raw) => Some(DeliveryStatus::parse(raw).ok_or_else(|| {
             ApiError::BadRequest(format!(

@@ -261,7 +261,7 @@ pub(crate) async fn list_orders(
             ApiError::Forbidden("this API key lacks the `orders:read` scope".into())
         })?)
     };
-    let status = match query.status.filter(|s| !s.is_empty()) {
+    let status = match query.status {
         Some(s) if OrderStatus::NAMES.contains(&s.as_str()) => Some(s),
         Some(s) => {
             return Err(ApiError::BadRequest(format!(
