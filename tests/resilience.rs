@@ -1,18 +1,19 @@
 //! Exactly-once in effect, whatever fails: duplicated messages, a handler that keeps failing
-//! (retried, parked, replayed), a worker killed mid-stream, a broker restart.
+//! (retried, parked, replayed), a worker killed mid-stream, a broker restart, a broker that takes
+//! connections but never answers.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orion_messaging::{Envelope, Publisher, WorkQueue};
+use orion_messaging::{Broker, Envelope, Publisher, WorkQueue};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::support::{
-    ADMIN, Customer, DatabaseOutage, Mailbox, TestApi, TestWorker, WorkerProcess, publish_poison,
-    restart_broker_app,
+    ADMIN, Customer, DatabaseOutage, Mailbox, Partition, TestApi, TestWorker, WorkerProcess,
+    amqp_url, open_sockets_towards, publish_poison, restart_broker_app,
 };
 
 async fn count(pool: &PgPool, sql: &'static str, order_id: &str) -> i64 {
@@ -620,4 +621,115 @@ async fn a_message_that_crashes_the_worker_is_parked_after_ten_crashes(
     survivor.terminate().await;
     management.remove(&api.topology.policies()).await.unwrap();
     api.stop().await;
+}
+
+/// A broker that takes connections but never answers them (here, behind a cut link; a frozen or
+/// overloaded broker looks the same, as the kernel completes the TCP handshake regardless) costs
+/// a caller time, not a socket and a thread per attempt: each attempt that times out has its
+/// socket shut down and released, and the connection opens once the link heals.
+#[tokio::test]
+async fn a_broker_that_never_answers_leaves_no_connection_behind_per_attempt() {
+    let url = url::Url::parse(&amqp_url()).unwrap();
+    let upstream = tokio::net::lookup_host((
+        url.host_str().unwrap().to_owned(),
+        url.port().unwrap_or(5672),
+    ))
+    .await
+    .unwrap()
+    .find(std::net::SocketAddr::is_ipv4)
+    .expect("the broker has an IPv4 address");
+    let partition = Partition::in_front_of(upstream).await;
+    let port = partition.address().port();
+    partition.cut();
+    let mut through = url.clone();
+    through.set_host(Some("127.0.0.1")).unwrap();
+    through.set_port(Some(port)).unwrap();
+    let broker = Broker::new(through.as_str());
+
+    const ATTEMPTS: usize = 4;
+    for attempt in 1..=ATTEMPTS {
+        let checked = broker.check().await;
+        assert!(
+            matches!(checked, Err(orion_messaging::Error::Timeout(_))),
+            "attempt {attempt} should time out in the handshake: {checked:?}"
+        );
+    }
+    // Every attempt got as far as a TCP connection ...
+    assert_eq!(partition.accepted(), ATTEMPTS);
+    // ... and none of them is still held open. The release happens on lapin's own thread once it
+    // reads the end of its stream, so it is given a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !open_sockets_towards(port).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        open_sockets_towards(port),
+        Vec::<String>::new(),
+        "sockets of given-up connection attempts are still open"
+    );
+
+    partition.heal();
+    broker
+        .check()
+        .await
+        .expect("the connection opens once the link heals");
+    assert_eq!(
+        open_sockets_towards(port),
+        ["ESTABLISHED"],
+        "exactly the live connection is open"
+    );
+    broker.close().await;
+}
+
+/// A broker whose accept queue is full (so overloaded it no longer takes connections off it)
+/// makes the kernel drop new connections' SYNs: the TCP connect itself waits, retransmitting for
+/// about two minutes. An attempt given up there is abandoned at once, not left to run out on a
+/// thread of its own.
+#[tokio::test]
+async fn a_connect_the_broker_never_completes_is_abandoned_with_the_attempt() {
+    // Listening, never accepting, with room for one queued connection.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Filled until a connection no longer completes.
+    let mut queued = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 16, "the accept queue never filled");
+    }
+    let filled = open_sockets_towards(port);
+    assert!(
+        filled.iter().all(|state| state == "ESTABLISHED"),
+        "only the queued connections: {filled:?}"
+    );
+
+    let broker = Broker::new(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    for attempt in 1..=2 {
+        let checked = broker.check().await;
+        assert!(
+            matches!(checked, Err(orion_messaging::Error::Timeout(_))),
+            "attempt {attempt} should time out connecting: {checked:?}"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let connecting = || {
+        open_sockets_towards(port)
+            .into_iter()
+            .filter(|state| state == "SYN_SENT")
+            .count()
+    };
+    while connecting() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(connecting(), 0, "given-up connects are still waiting");
+    drop(listener);
 }

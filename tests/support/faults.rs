@@ -77,6 +77,7 @@ pub(crate) fn restart_broker_app(action: &str) {
 pub(crate) struct Partition {
     address: SocketAddr,
     cut: Arc<AtomicBool>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Partition {
@@ -84,9 +85,11 @@ impl Partition {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let address = listener.local_addr().expect("local address");
         let cut = Arc::new(AtomicBool::new(false));
-        let flag = cut.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (flag, count) = (cut.clone(), accepted.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
                 let flag = flag.clone();
                 tokio::spawn(async move {
                     wait_while_cut(&flag).await;
@@ -102,7 +105,16 @@ impl Partition {
                 });
             }
         });
-        Partition { address, cut }
+        Partition {
+            address,
+            cut,
+            accepted,
+        }
+    }
+
+    /// How many connections it has taken so far, cut or not.
+    pub(crate) fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Where to connect instead of the upstream.
@@ -117,6 +129,26 @@ impl Partition {
     pub(crate) fn heal(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+}
+
+/// The TCP sockets on this machine towards `127.0.0.1:port` that some process still holds open,
+/// by state (`ESTABLISHED`, `SYN_SENT`, or the kernel's hex code for the others), from the
+/// kernel's table: a socket no descriptor refers to any more shows inode 0 while it winds down.
+pub(crate) fn open_sockets_towards(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp is readable");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.get(2) == Some(&remote.as_str()))
+        .filter(|fields| fields.get(9).is_some_and(|inode| *inode != "0"))
+        .map(|fields| match fields[3] {
+            "01" => "ESTABLISHED".to_owned(),
+            "02" => "SYN_SENT".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect()
 }
 
 async fn wait_while_cut(cut: &AtomicBool) {

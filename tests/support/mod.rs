@@ -17,7 +17,8 @@ pub(crate) use api::{
 };
 pub(crate) use app::{Running, database_url, signal};
 pub(crate) use faults::{
-    DatabaseOutage, DropAfterAccept, Partition, publish_poison, restart_broker_app,
+    DatabaseOutage, DropAfterAccept, Partition, open_sockets_towards, publish_poison,
+    restart_broker_app,
 };
 pub(crate) use gateway::{gateway_args, spawn_gateway};
 pub(crate) use hub::{Connection, HubProbe, NodeScript, js_dir, manifest_dir};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{FailureReason, Money, Order, OrderLine, OrderStatus};
+use crate::{FailureReason, Money, Order, OrderLine};
 
 /// Declares a schema-only type: a string enum of `values`, described by `description`, so that
 /// generated clients get types instead of strings.
@@ -39,7 +39,7 @@ macro_rules! names {
 pub use utoipa;
 
 #[cfg(feature = "openapi")]
-names!(StatusName, "An order status.", OrderStatus::NAMES);
+names!(StatusName, "An order status.", crate::OrderStatus::NAMES);
 #[cfg(feature = "openapi")]
 names!(
     FailureReasonName,

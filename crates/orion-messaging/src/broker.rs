@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
-use crate::{Error, Result};
+use crate::{Error, Result, connecting};
 
-/// How long a connection attempt may take before the broker counts as unreachable.
+/// How long a connection attempt, AMQP handshake included, may take before the broker counts as
+/// unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long opening a channel (or putting it in confirm mode) may take: a broker that accepted
 /// the TCP connection but does not answer (restarting, partitioned) must not hang its caller.
@@ -91,13 +92,7 @@ impl Broker {
     /// The open connection in `slot`, reopened if it was lost.
     async fn connect<'a>(&self, slot: &'a mut Option<Connection>) -> Result<&'a Connection> {
         if slot.as_ref().is_none_or(|c| !c.status().connected()) {
-            let opened = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                Connection::connect(&self.url, ConnectionProperties::default()),
-            )
-            .await
-            .map_err(|_| Error::Timeout(CONNECT_TIMEOUT))??;
-            *slot = Some(opened);
+            *slot = Some(connecting::open(&self.url, CONNECT_TIMEOUT).await?);
         }
         slot.as_ref().ok_or(Error::Timeout(CONNECT_TIMEOUT))
     }

@@ -2,6 +2,7 @@
 //! prefix), the message envelope, and publishing with confirms.
 
 mod broker;
+mod connecting;
 mod consumer;
 pub mod dead_letters;
 mod dependencies;
@@ -34,6 +35,8 @@ pub enum Error {
     Broker(#[from] lapin::Error),
     #[error("the broker did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("invalid AMQP URL: {0}")]
+    Url(String),
     #[error("the broker refused the message (nack)")]
     Nacked,
     #[error("no queue is bound for {0}; the broker returned the message")]
@@ -66,6 +69,7 @@ impl Error {
         match self {
             Self::Broker(_) => "broker",
             Self::Timeout(_) => "timeout",
+            Self::Url(_) => "url",
             Self::Nacked => "nacked",
             Self::Unroutable(_) => "unroutable",
             Self::ChannelLost(_) => "channel_lost",
