@@ -41,7 +41,9 @@ pub(crate) async fn open(url: &str, timeout: Duration) -> Result<Connection> {
         uri,
         lapin::runtime::default_runtime()?,
         async move |uri: AMQPUri, runtime| {
-            // The same connect as lapin's own connector, plus the second descriptor.
+            // The same TCP and TLS connect as lapin's own connector, plus the second descriptor.
+            // Called once per attempt: lapin retries a connect only when a backoff is
+            // configured, which Orion does not do.
             let addresses =
                 runtime.to_socket_addrs((uri.authority.host.clone(), uri.authority.port));
             let stream = attempt
@@ -119,6 +121,8 @@ impl Attempt {
     fn keep(&self, socket: Socket) -> std::io::Result<()> {
         let mut state = self.state();
         if state.given_up {
+            // The connect finished just as the attempt was given up: end it here, as
+            // `give_up` would have.
             let _ = socket.shutdown(Shutdown::Both);
             return Err(given_up());
         }
