@@ -14,16 +14,14 @@
 //! watch an open connection.
 
 use std::net::Shutdown;
-use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::future::{Either, select};
 use lapin::tcp::{AsyncTcpStream, OwnedTLSConfig};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
 use socket2::{SockRef, Socket};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
 
@@ -84,20 +82,14 @@ struct Attempt(Arc<Shared>);
 
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
-    given_up: Notify,
-}
-
-#[derive(Default)]
-struct State {
-    socket: Option<Socket>,
-    given_up: bool,
+    socket: Mutex<Option<Socket>>,
+    given_up: CancellationToken,
 }
 
 impl Attempt {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // Two plain fields stay consistent whatever panicked while holding the lock.
-        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn socket(&self) -> std::sync::MutexGuard<'_, Option<Socket>> {
+        // An `Option` stays consistent whatever panicked while holding the lock.
+        self.0.socket.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `work`'s result, or an error as soon as the attempt is given up.
@@ -105,41 +97,34 @@ impl Attempt {
         &self,
         work: impl Future<Output = std::io::Result<T>>,
     ) -> std::io::Result<T> {
-        // Created before the flag is read: `notify_waiters` reaches a `Notified` from its
-        // creation on, so a give-up between the two is not missed.
-        let abandoned = pin!(self.0.given_up.notified());
-        if self.state().given_up {
-            return Err(given_up());
-        }
-        match select(pin!(work), abandoned).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => Err(given_up()),
-        }
+        self.0
+            .given_up
+            .run_until_cancelled(work)
+            .await
+            .unwrap_or_else(|| Err(given_up()))
     }
 
-    /// Keeps `socket` for a later give-up; shuts it down at once when that came first.
+    /// Keeps `socket` for a later give-up; shuts it down at once when that came first. Checked
+    /// under the lock `give_up` takes after cancelling, so one of the two always shuts it down.
     fn keep(&self, socket: Socket) -> std::io::Result<()> {
-        let mut state = self.state();
-        if state.given_up {
+        let mut kept = self.socket();
+        if self.0.given_up.is_cancelled() {
             // The connect finished just as the attempt was given up: end it here, as
             // `give_up` would have.
             let _ = socket.shutdown(Shutdown::Both);
             return Err(given_up());
         }
-        state.socket = Some(socket);
+        *kept = Some(socket);
         Ok(())
     }
 
-    /// Shuts the socket down (lapin's thread sees its stream end) and stops a connect under way.
+    /// Stops a connect under way and shuts the socket down (lapin's thread sees its stream end).
     fn give_up(&self) {
-        let mut state = self.state();
-        state.given_up = true;
-        if let Some(socket) = state.socket.take() {
+        self.0.given_up.cancel();
+        if let Some(socket) = self.socket().take() {
             // Fails only when the peer already ended the connection, which is as good.
             let _ = socket.shutdown(Shutdown::Both);
         }
-        drop(state);
-        self.0.given_up.notify_waiters();
     }
 }
 
@@ -153,7 +138,7 @@ impl GiveUpOnDrop {
     /// The handshake is done: let the second descriptor go, leaving the socket to the connection.
     fn disarm(mut self) {
         self.armed = false;
-        self.attempt.state().socket = None;
+        *self.attempt.socket() = None;
     }
 }
 
